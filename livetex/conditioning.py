@@ -1,0 +1,167 @@
+"""Audio-conditioned walks: the texture follows a conditioning sound ("strumming to the beat").
+
+**Timing convention.** A segment walk builds its output as: step 0 shows frames [0, W) of its segment,
+every step k >= 1 appends S frames, output frames [W + (k-1) S, W + k S) (W = window, S = stride, in
+frames). The conditioning audio, with its sample 0 at output frame 0 (as the renderer muxes it), is
+cut into windows on the *output* timeline: window k covers output frames [k S, k S + W). It ends
+exactly where step k's frames end and contains them (they are its last S frames), just as a source
+segment's audio window contains the frames that segment contributes (its tail). So at step k the walk
+compares what will be *heard* while step k's frames are on screen with what was heard while those
+frames were filmed. In samples: window k is [round(k S sr / fps), that + window_samples(sr)).
+
+At step k, T_a(k, .) = softmax(score(query_k, keys) / tau_a) over the N segments: the audio model
+(:mod:`livetex.audio`, default ``features``) embeds window k after matching its level to the source's;
+scores look a few strides ahead along the source (``run_ahead``); tau_a is the model's own temperature,
+calibrated at fit time and adjusted per row so a row spreads over 3 to 6 segments (``audio_probs``).
+The contrastive sampler's T_v(t, .) has its own (calibrated) temperature, and the step draws from
+``alpha * T_v + (1 - alpha) * T_a`` after the sampler's guards and threshold
+(:meth:`livetex.sampler.Sampler.step`). alpha = 1 ignores the audio; alpha = 0 ignores the picture.
+The live player computes the same rows with :class:`livetex.audio.live.LiveEmbedder`.
+
+Also here: the conditional baselines ``random-clip`` and ``audio-nn``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from .audio import SILENCE_DB, reference_db, song_gain, window_levels
+from .audio import features as F
+from .audio.models import AudioModel, load_audio_model
+from .errors import LivetexError
+from .media.audio import load_audio
+from .segments import Segments
+from .walks import WalkRequest, n_steps, register, segment_timeline
+
+DEFAULT_ALPHA = 0.5     # measured on the real clips: 0.5 follows the music clearly better than 0.6-0.7 at
+                        # the same visible-jump fraction (tools/bench_audio.py --eval)
+
+
+def _warn(msg: str) -> None:
+    print(f"livetex: warning: {msg}", file=sys.stderr)
+
+
+def output_windows(seg: Segments, steps: int, sr: int = F.SR) -> tuple[np.ndarray, np.ndarray]:
+    """Conditioning windows of a walk of ``steps`` steps: (start, end) sample of window k, k = 0..steps-1.
+
+    Window k covers output frames [k S, k S + W): the frames step k appends are its last S frames.
+    """
+    out = Segments(seg.fps, seg.window_frames + seg.stride_frames * max(0, steps - 1), seg.window_frames,
+                   seg.stride_frames, seg.window_s, seg.stride_s)
+    r = np.array([out.sample_range(k, sr) for k in range(steps)], np.int64).reshape(-1, 2)
+    starts = r[:, 0]
+    return starts, starts + seg.window_samples(sr)
+
+
+def load_conditioning(path: str, seg: Segments) -> np.ndarray:
+    """The conditioning audio as mono float32 at ``features.SR`` Hz, sample 0 = output frame 0.
+
+    Any rate, channel layout or codec FFmpeg reads; NaN/inf samples become 0 (load_audio), clipped or
+    over-full-scale samples are kept as they are (the features are in dB). Shorter than one window is
+    an error: there is nothing to follow.
+    """
+    y = load_audio(path, F.SR, channels=1)
+    need = seg.window_samples(F.SR)
+    if len(y) < need:
+        raise LivetexError(f"conditioning audio {path} is {len(y) / F.SR:.2f} s long: it needs at least one "
+                           f"{need / F.SR:.2f} s window")
+    return y
+
+
+def audio_rows(req: WalkRequest, model: AudioModel | None = None) -> tuple[np.ndarray, np.ndarray, AudioModel, dict]:
+    """Queries and T_a rows for every step of the walk ``req`` asks for.
+
+    Returns (T_a (K, N), queries (K, d), model, info). Windows past the end of the audio are silence.
+    """
+    b = req.bundle
+    model = model or load_audio_model(b, req.audio_model)
+    y = load_conditioning(req.audio, b.segments)
+    K = n_steps(req)
+    starts, ends = output_windows(b.segments, K)
+    seg = b.segments
+    window = seg.window_samples(F.SR)
+    gain = song_gain(y, model.ref_db, window, seg.fps, seg.stride_frames)
+    if reference_db(window_levels(y, np.arange(0, max(1, len(y) - window + 1), window // 2), window)) is None:
+        _warn(f"the conditioning audio {req.audio} is silent (below {SILENCE_DB:g} dBFS): the texture will show "
+              "the source's quietest moments")
+    seconds = len(y) / F.SR
+    if seconds < req.n_frames / b.fps - 0.5:
+        _warn(f"the conditioning audio lasts {seconds:.1f} s, the output {req.n_frames / b.fps:.1f} s: "
+              "after its end the texture follows silence")
+    q = model.embed_at(y, ends, gain)
+    info = {"audio_model": model.name, "audio_tau": model.tau, "audio_gain_db": float(20 * np.log10(gain))}
+    return model.probs(q), q, model, info
+
+
+def _start(req: WalkRequest, T0: np.ndarray, N: int) -> int:
+    """Where a conditioned walk begins: drawn from the audio's first row (the picture starts in tune)."""
+    if req.start is not None:
+        return int(req.start)
+    p = np.asarray(T0, np.float64)[:N].copy()
+    p[max(1, N - max(1, N // 8)):] = 0.0      # not at the very end: the walk needs room to run
+    if p.sum() <= 0:
+        p[:] = 1.0
+    return int(req.rng.choice(N, p=p / p.sum()))
+
+
+def conditioned_sampler(req: WalkRequest, params: dict):
+    """The visual sampler for a conditioned walk: the unconditional one's temperature and threshold,
+    but without its "no jumping back into the last 10 s" guard (short cycles stay forbidden).
+
+    Why: that guard spreads an unconditional texture over the whole source, but music repeats itself,
+    and when the chorus comes back the performer should play what they played a moment ago.
+    """
+    from .sampler import Sampler, walk_embeddings
+    b = req.bundle
+    q, k, cosine = walk_embeddings(b, "contrastive")
+    return Sampler(q, k, b.segments.stride_frames / b.fps, params["temperature"],
+                   params["threshold"], req.seed, no_jump_back_s=0.0, cosine=cosine)
+
+
+def conditioned_walk(req: WalkRequest):
+    """The contrastive walk with T = alpha * T_v + (1 - alpha) * T_a (called by the ``contrastive`` method)."""
+    from .sampler import sampler_for
+    T, _, model, info = audio_rows(req)
+    alpha = DEFAULT_ALPHA if req.alpha is None else float(req.alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise LivetexError(f"alpha must be between 0 and 1, got {alpha}")
+    s, params = sampler_for(req)
+    s = conditioned_sampler(req, params)
+    start = _start(req, T[0], s.N)
+    s.reset(start)
+    steps = [start] + [s.step(extra=T[k], alpha=alpha) for k in range(1, len(T))]
+    return segment_timeline(req, steps, "contrastive", **params, alpha=alpha, **info)
+
+
+# ------------------------------------------------------------------------------------------ baselines
+@register("random-clip", "a random contiguous stretch of the source, whatever the music (paper's Random Clip)",
+          needs_audio=True)
+def random_clip(req: WalkRequest):
+    """A contiguous stretch from a random place; if the source runs out, another random stretch."""
+    N = req.bundle.segments.count
+    K = n_steps(req)
+    rng = req.rng
+
+    def start(left: int) -> int:
+        # a start from which the rest fits, if the source is long enough; else anywhere
+        return int(rng.integers(N - left + 1)) if left <= N else int(rng.integers(N))
+
+    t = start(K) if req.start is None else int(req.start)
+    steps = [t]
+    while len(steps) < K:
+        t = t + 1 if t + 1 < N else start(K - len(steps))
+        steps.append(t)
+    return segment_timeline(req, steps, "random-clip")
+
+
+@register("audio-nn", "every step shows the segment whose source audio best matches the music (no visual term)",
+          needs_audio=True)
+def audio_nn(req: WalkRequest):
+    """The paper's Audio Nearest Neighbour: argmax over j of sim(query_k, source audio_j)."""
+    from .audio import scores
+    _, q, model, info = audio_rows(req)
+    steps = [int(j) for j in np.argmax(scores(q, model.source), axis=1)]
+    info.pop("audio_tau")
+    return segment_timeline(req, steps, "audio-nn", **info)

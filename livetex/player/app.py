@@ -1,0 +1,248 @@
+"""Wires the player together: bundle -> sampler, audio, scheduler, prefetcher, window, OSC, stats.
+
+Everything that can be refused (bundle, audio device, display, OSC port) is checked before the clock
+starts, each with one clear line. At exit (duration reached, song over, Q, window closed, Ctrl-C) the
+threads stop, the streams close and the stats file is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import LivetexError
+
+STARTUP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class PlayConfig:
+    """What ``livetex play`` can be told. Times in seconds, sizes in pixels."""
+
+    bundle: str
+    audio: str | None = None           # None, "mic" or a file
+    input_device: str | None = None
+    output_device: str | None = None
+    fullscreen: bool = False
+    screen: int | None = None
+    size: tuple[int, int] | None = None
+    temperature: float | None = None
+    threshold: float | None = None
+    alpha: float | None = None
+    audio_model: str | None = None
+    interpolate: str | None = None
+    duration: float | None = None
+    stats: str | None = None
+    screenshot: str | None = None
+    hud: bool = False
+    headless: bool = False
+    osc: int | None = None
+    osc_host: str = "0.0.0.0"
+    seed: int | None = None
+
+
+def _log(msg: str) -> None:
+    print(f"livetex: {msg}", file=sys.stderr, flush=True)
+
+
+def _check_writable(path: str | None, what: str) -> None:
+    if path is None:
+        return
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise LivetexError(f"cannot write the {what} {path}: directory {d} does not exist")
+    if not os.access(d, os.W_OK):
+        raise LivetexError(f"cannot write the {what} {path}: directory {d} is not writable")
+
+
+def temperature_for(bundle, q, k, cosine: bool, threshold: float, given: float | None) -> float:
+    """The user's temperature, else the one calibrated at fit time, else calibrate now (< 1 s)."""
+    from ..sampler import DEFAULT_JUMPS_PER_MIN, DEFAULT_THRESHOLD, calibrate_temperature
+    if given is not None:
+        return float(given)
+    fitted = ((bundle.manifest.get("walk") or {}).get("temperatures") or {}).get("contrastive")
+    if fitted and abs(threshold - DEFAULT_THRESHOLD) < 1e-9:
+        return float(fitted)
+    stride_s = bundle.segments.stride_frames / bundle.fps
+    return calibrate_temperature(q, k, stride_s, DEFAULT_JUMPS_PER_MIN, threshold, cosine=cosine, quick=True)
+
+
+def seam_mode(name: str | None) -> str:
+    try:
+        from .. import seams
+    except ImportError:
+        if name not in (None, "none"):
+            raise LivetexError("seam interpolation is not available in this installation") from None
+        return "none"
+    return seams.check_mode(name or seams.DEFAULT_MODE)
+
+
+def play(cfg: PlayConfig) -> dict:
+    """Play until done; returns the stats dict (also written to ``cfg.stats`` if given)."""
+    from ..bundle import load_bundle
+    from ..sampler import DEFAULT_THRESHOLD, Sampler, walk_embeddings
+    from .audio_in import FilePlayer, MicInput, WallClock
+    from .controls import Controls
+    from .prefetch import Prefetcher
+    from .scheduler import Scheduler
+    from .stats import Stats
+
+    try:
+        import cv2
+        # Seams and decoding are background work: one OpenCV thread each, so they never take both
+        # cores away from the drawing loop (a multi-threaded flow burst is what drops frames).
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    bundle = load_bundle(cfg.bundle)
+    if not (bundle.has("phi") and bundle.has("psi")):
+        raise LivetexError(f"{bundle.path} has no contrastive model (it was fitted with --no-model); "
+                           "re-fit the video without --no-model to play it")
+    _check_writable(cfg.stats, "stats file")
+    _check_writable(cfg.screenshot, "screenshot")
+    q, k, cosine = walk_embeddings(bundle, "contrastive")
+    seg, fps = bundle.segments, bundle.fps
+    stride_s = seg.stride_frames / fps
+    threshold = DEFAULT_THRESHOLD if cfg.threshold is None else cfg.threshold
+    tau = temperature_for(bundle, q, k, cosine, threshold, cfg.temperature)
+    seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
+    sampler = Sampler(q, k, stride_s, tau, threshold, seed, cosine=cosine)
+    rng = np.random.default_rng(seed)
+    start = int(rng.integers(max(1, sampler.N - max(1, sampler.N // 8))))
+    mode = seam_mode(cfg.interpolate)
+    stats = Stats()
+    from ..conditioning import DEFAULT_ALPHA
+    controls = Controls(tau, threshold, DEFAULT_ALPHA if cfg.alpha is None else cfg.alpha, hud=cfg.hud,
+                        fullscreen=cfg.fullscreen)
+
+    # ---- audio (devices are checked before any window opens)
+    song_cond = live = mic = song_player = None
+    audio_info: dict = {"mode": "none"}
+    if cfg.audio == "mic":
+        from ..audio import features as F
+        from .conditioner import MicCondition, _load_model
+        _load_model(bundle, cfg.audio_model)          # a bundle that cannot follow audio fails before the device
+        mic = MicInput(cfg.input_device, F.SR, stats=stats)
+        live = MicCondition(bundle, mic.sr, cfg.audio_model)
+        mic.open()
+        audio_info = {"mode": "mic", "device": mic.info["name"], "device_index": mic.device, "sr": mic.sr,
+                      "model": live.name}
+    elif cfg.audio:
+        from ..audio import features as F
+        from ..media.audio import load_audio
+        from ..media.video import check_file
+        from .conditioner import SongCondition
+        check_file(cfg.audio)
+        song_cond = SongCondition(bundle, load_audio(cfg.audio, F.SR, channels=1), cfg.audio_model)
+        song_player = FilePlayer(cfg.audio, cfg.output_device, stats=stats)
+        # The picture starts in tune, as offline: the first segment is drawn from the song's first row.
+        p0 = np.asarray(song_cond(0), np.float64)
+        p0[max(1, sampler.N - max(1, sampler.N // 8)):] = 0.0
+        if p0.sum() > 0:
+            start = int(rng.choice(sampler.N, p=p0 / p0.sum()))
+        audio_info = {"mode": "file", "path": os.path.abspath(cfg.audio), "device": song_player.device_name,
+                      "sr": song_player.sr, "seconds": round(song_player.duration, 3), "model": song_cond.name,
+                      "gain_db": round(float(20 * np.log10(max(song_cond.gain, 1e-9))), 2)}
+    elif cfg.input_device:
+        _log("--input-device is ignored without --audio mic")
+
+    seamer = None
+    if mode != "none":
+        from ..seams import Seamer
+        seamer = Seamer(mode)
+    clock = song_player if song_player is not None else WallClock()
+    size = cfg.size or bundle.store.size
+    stats.info.update({
+        "bundle": bundle.path, "fps_source": fps, "n_frames": bundle.n_frames, "segments": seg.count,
+        "stride_frames": seg.stride_frames, "window_frames": seg.window_frames,
+        "store_size": list(bundle.store.size), "window_size": list(size), "headless": cfg.headless,
+        "seed": seed, "start_segment": start, "temperature": tau, "threshold": threshold,
+        "alpha": controls.alpha, "interpolate": mode, "audio": audio_info,
+        "duration_requested": cfg.duration,
+    })
+
+    from .window import PlayerWindow, open_window
+    prefetcher = Prefetcher(bundle.store, stats)
+    osc = None
+    win = None
+    scheduler = None
+    started = False
+    try:
+        win = open_window(size, cfg.fullscreen, cfg.headless, caption=f"livetex - {os.path.basename(bundle.path)}",
+                          screen=cfg.screen)
+        if cfg.osc is not None:
+            from .osc import OscServer
+            osc = OscServer(controls, cfg.osc_host, cfg.osc, stats).start()
+            stats.info["osc_port"] = osc.port
+            _log(f"OSC listening on {cfg.osc_host}:{osc.port} (/livetex/temperature, /alpha, /threshold, ...)")
+        scheduler = Scheduler(sampler, seg, fps, clock, controls, prefetcher, stats, start, song=song_cond,
+                              live=live, mic=mic, seamer=seamer, store=bundle.store)
+
+        def status() -> str:
+            if mic is not None:
+                return "MIC LOST - unconditional" if mic.lost else f"mic: {mic.info['name']} ({mic.sr} Hz)"
+            if song_player is not None:
+                return f"song {clock.now():.1f}/{song_player.duration:.1f} s"
+            return "no audio: unconditional"
+
+        pw = PlayerWindow(win, bundle.store.size, fps, bundle.n_frames, controls, stats, prefetcher, clock,
+                          status=status, headless=cfg.headless)
+        pw.prewarm()
+        scheduler.warm_up()
+        # Start-up: the first step's frames are decoded before the clock starts, so nothing drops.
+        if not prefetcher.wait_ready(seg.window_frames - 1, STARTUP_TIMEOUT_S):
+            raise LivetexError("the frame store is too slow to start playing (first frames not decoded in "
+                               f"{STARTUP_TIMEOUT_S:g} s)")
+        if song_player is not None:
+            song_player.start()
+        else:
+            clock.start()
+        scheduler.start()
+        started = True
+        end = cfg.duration if cfg.duration is not None else float("inf")
+        if song_player is not None:
+            end = min(end, song_player.duration)
+
+        def should_stop(t: float) -> bool:
+            if scheduler.error is not None:
+                raise scheduler.error
+            return t >= end
+
+        pw.run(should_stop)
+        if cfg.screenshot:
+            try:
+                stats.info["screenshot"] = pw.screenshot(cfg.screenshot)
+            except Exception as e:   # e.g. the window was closed by the user: nothing left to read
+                stats.event(f"no screenshot: {e}")
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+        if osc is not None:
+            osc.close()
+            stats.info["osc_messages"] = osc.received
+        for s in (mic, song_player):
+            if s is not None:
+                s.close()
+        prefetcher.close()
+        if scheduler is not None:
+            from .stats import percentiles
+            stats.info["seam_ms"] = {k: (round(v * 1000, 2) if isinstance(v, float) else v)
+                                     for k, v in percentiles(scheduler.seam_s).items()}
+            stats.info["seams_late"] = scheduler.seams_late
+            stats.info["lookahead_margin_ms"] = round(scheduler.margin * 1000, 1)
+        if song_player is not None:
+            stats.info["audio"]["underruns"] = song_player.underruns
+        stats.info["clock_end_s"] = round(clock.now(), 4)
+        stats.info["controls_end"] = controls.snapshot()
+        if win is not None:
+            try:
+                win.close()
+            except Exception:
+                pass
+        result = stats.to_dict()
+        if cfg.stats and started:         # a run that never started has nothing to report
+            stats.write(cfg.stats)
+    return result

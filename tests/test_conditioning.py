@@ -1,0 +1,428 @@
+"""Audio-conditioned walks on a video whose picture is tied to its sound.
+
+The source (20 s, 25 fps) is a sequence of 2-4 s states: silence (a dark, still frame), tone A (440 Hz:
+a bright disc, and a dot circling) and tone B (1568 Hz: a yellow square, and the dot circling). A
+conditioning file is a *new* sequence of such states. The output is right at step k when the state
+of the source frames step k appends is the state the conditioning plays under them.
+
+The bundle is fitted for real (decode, frame store, source-audio features; then the audio-visual model
+trained and exported to ONNX by ``refit_audio``); its visual transition model is a pixel bi-gram (phi = the last frames of a segment,
+psi = the frames just before a segment's tail), added as the bundle's phi/psi, so that these tests
+check conditioning without paying for (or depending on) the contrastive training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from livetex.bundle import load_bundle, sha256_file
+from livetex.errors import LivetexError
+
+FPS, SR, SIZE = 25, 16000, (64, 64)
+FREQS = {1: 440.0, 2: 1568.0}
+SRC_SECONDS, COND_SECONDS = 24, 20
+
+
+# ------------------------------------------------------------------------------------ synthetic media
+def states(seconds: float, seed: int, lo: float = 2.0, hi: float = 3.5, order=None) -> np.ndarray:
+    """State per frame (0 silent, 1 tone A, 2 tone B) in blocks of lo..hi seconds, in ``order`` (cycled)
+    or in a random order that never repeats a state."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FPS)
+    st = np.zeros(n, np.int64)
+    i, prev, b = 0, -1, 0
+    while i < n:
+        s = order[b % len(order)] if order else int(rng.choice([x for x in (0, 1, 2) if x != prev]))
+        L = int(rng.uniform(lo, hi) * FPS)
+        st[i:i + L] = s
+        i, prev, b = i + L, s, b + 1
+    return st
+
+
+# every state several times in the source, so a walk can stay in one for long without repeating itself
+SOURCE_ORDER = (0, 1, 0, 2, 1, 0, 2, 0, 1, 2)
+
+
+def sound(st: np.ndarray, seed: int, sr: int = SR, noise_db: float = -60.0) -> np.ndarray:
+    """Tones while the state says so, over a faint noise floor (a real room is never digitally silent)."""
+    rng = np.random.default_rng(seed)
+    n = len(st) * sr // FPS
+    t = np.arange(n) / sr
+    s = st[np.minimum((np.arange(n) * FPS) // sr, len(st) - 1)]
+    y = sum((s == k) * 0.3 * np.sin(2 * np.pi * f * t) for k, f in FREQS.items())
+    return (y + 10 ** (noise_db / 20) * rng.standard_normal(n)).astype(np.float32)
+
+
+def pictures(st: np.ndarray):
+    """The picture of every frame: still and dark in silence; a shape per tone, with a dot that moves."""
+    yy, xx = np.mgrid[0:SIZE[1], 0:SIZE[0]]
+    phase = 0
+    for s in st:
+        img = np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
+        if s == 1:
+            img[(yy - 32) ** 2 + (xx - 32) ** 2 < 18 ** 2] = 230
+        elif s == 2:
+            img[14:50, 14:50] = (230, 230, 60)
+        if s:
+            phase += 2  # the dot only moves while a tone sounds: motion follows loudness
+        a = 2 * np.pi * phase / 40
+        cx, cy = int(32 + 24 * np.cos(a)), int(32 + 24 * np.sin(a))
+        img[max(0, cy - 6):cy + 6, max(0, cx - 6):cx + 6] = 120
+        yield img
+
+
+def write_wav(path: str, y: np.ndarray, sr: int, codec: str = "pcm_s16le") -> str:
+    """y (n,) or (n, channels) float32 -> a WAV file (16-bit, or 32-bit float with codec pcm_f32le)."""
+    y = y[:, None] if y.ndim == 1 else y
+    layout = {1: "mono", 2: "stereo"}[y.shape[1]]
+    fmt, dt = ("flt", np.float32) if codec == "pcm_f32le" else ("s16", np.int16)
+    with av.open(path, "w") as c:
+        s = c.add_stream(codec, rate=sr)
+        s.layout = layout
+        data = y if dt == np.float32 else np.clip(y * 32767, -32768, 32767)
+        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.astype(dt)).reshape(1, -1), format=fmt, layout=layout)
+        f.sample_rate = sr
+        for p in s.encode(f):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def pixel_bigram(b, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """phi_i = the last k frames of segment i; psi_j = the k frames just before segment j's tail."""
+    th = b.array("thumbs")
+    g = np.stack([cv2.resize(t.mean(-1).astype(np.float32), (16, 16), interpolation=cv2.INTER_AREA).ravel() for t in th])
+    g = (g - g.mean(0)) / (g.std(0) + 1e-3)
+    seg = b.segments
+    W, S = seg.window_frames, seg.stride_frames
+    phi = np.stack([g[max(0, i * S + W - k):i * S + W].mean(0) for i in range(seg.count)])
+    psi = np.stack([g[max(0, j * S + W - S - k):j * S + W - S].mean(0) for j in range(seg.count)])
+    return phi.astype(np.float32), psi.astype(np.float32)
+
+
+def add_arrays(bdir: str, **arrays) -> None:
+    """Add arrays to a committed bundle, keeping its manifest's file list and checksums right."""
+    mp = os.path.join(bdir, "manifest.json")
+    m = json.load(open(mp))
+    for name, a in arrays.items():
+        p = os.path.join(bdir, name + ".npy")
+        np.save(p, a)
+        m["arrays"][name] = {"file": name + ".npy", "shape": list(a.shape), "dtype": str(a.dtype)}
+        m["files"][name + ".npy"] = {"bytes": os.path.getsize(p), "sha256": sha256_file(p)}
+    json.dump(m, open(mp, "w"), indent=1)
+
+
+class Tone:
+    """The synthetic world: source video, its bundle, and conditioning files."""
+
+    def __init__(self, root):
+        from livetex.fit import FitConfig, fit
+        from livetex.media.writer import VideoWriter
+        self.root = str(root)
+        self.src = states(SRC_SECONDS, seed=0, order=SOURCE_ORDER)
+        video = os.path.join(self.root, "tones.mp4")
+        with VideoWriter(video, FPS, SIZE, audio=sound(self.src, 0), sr=SR) as w:
+            for img in pictures(self.src):
+                w.write(img)
+        self.bundle_dir = os.path.join(self.root, "B")
+        fit(video, self.bundle_dir, FitConfig(model=False, store_height=64), progress=False)
+        b = load_bundle(self.bundle_dir)
+        phi, psi = pixel_bigram(b)
+        add_arrays(self.bundle_dir, phi=phi, psi=psi)
+        # --no-model fits skip the audio-visual model: add it the way users upgrade such a bundle
+        from livetex.audio.fit import refit_audio
+        refit_audio(self.bundle_dir, progress=False)
+        self.cond = states(COND_SECONDS, seed=1)
+        self.cond_wav = write_wav(os.path.join(self.root, "cond.wav"), sound(self.cond, 2), SR)
+        self.silent_wav = write_wav(os.path.join(self.root, "silent.wav"), np.zeros(10 * SR, np.float32), SR)
+
+    def bundle(self):
+        return load_bundle(self.bundle_dir)
+
+    def seg_states(self, b) -> np.ndarray:
+        """State of the frames each segment contributes (its tail)."""
+        seg = b.segments
+        return np.array([np.bincount(self.src[slice(*seg.tail_range(j))], minlength=3).argmax()
+                         for j in range(seg.count)])
+
+
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory) -> Tone:
+    return Tone(tmp_path_factory.mktemp("tone"))
+
+
+def walk(tone, audio, alpha=0.5, seed=0, model=None, method="contrastive", seconds=COND_SECONDS):
+    from livetex.walks import WalkRequest, run
+    b = tone.bundle()
+    return run(method, WalkRequest(bundle=b, n_frames=int(seconds * FPS), seed=seed, alpha=alpha, audio=audio,
+                                   audio_model=model))
+
+
+def match_rate(tone, tl, cond: np.ndarray) -> float:
+    """Fraction of steps whose appended frames show the state the conditioning plays under them.
+
+    Steps whose conditioning window (or the stride before it) straddles a change of state are left
+    out: there the audio is a mix of two states and a one-stride reaction is the best possible.
+    """
+    seg = tone.bundle().segments
+    W, S = seg.window_frames, seg.stride_frames
+    ok = []
+    for k in range(1, len(tl.steps)):
+        a, e = W + (k - 1) * S, W + k * S
+        if e > len(cond) or len(set(cond[max(0, k * S - S):e])) > 1:
+            continue
+        shown = np.bincount(tone.src[tl.frames[a:e]], minlength=3).argmax()
+        ok.append(shown == cond[a])
+    assert len(ok) > 30
+    return float(np.mean(ok))
+
+
+# ------------------------------------------------------------------------------------------- the proof
+def test_fit_stores_source_audio_embeddings(tone):
+    b = tone.bundle()
+    N = b.segments.count
+    from livetex.audio.features import FEATURE_DIM
+    assert b.array("audio_emb").shape == (N, FEATURE_DIM) and b.array("audio_feat").shape == (N, FEATURE_DIM)
+    assert b.array("av_keys").shape == (N, 32) and os.path.isfile(b.model_path("audio_av"))
+    fitm = b.manifest["audio_fit"]
+    assert fitm["status"] == "ok" and fitm["av"]["loss_final"] < 0.5 * fitm["av"]["chance_loss"]
+
+
+@pytest.mark.parametrize("model", ["features", "av"])
+def test_picture_follows_the_tone_pattern(tone, model):
+    rates = [match_rate(tone, walk(tone, tone.cond_wav, alpha=0.5, seed=s, model=model), tone.cond) for s in range(3)]
+    assert np.mean(rates) >= 0.9, rates
+    # Without the audio the same walk shows the pattern only by chance.
+    free = [match_rate(tone, walk(tone, None, alpha=1.0, seed=s), tone.cond) for s in range(3)]
+    assert np.mean(free) < 0.6, free
+
+
+def test_silent_conditioning_shows_the_silent_picture(tone):
+    b = tone.bundle()
+    st = tone.seg_states(b)
+    for seed in range(2):
+        tl = walk(tone, tone.silent_wav, alpha=0.5, seed=seed, seconds=10)
+        assert np.mean(st[tl.steps] == 0) >= 0.9
+
+
+def test_audio_motion_agreement_beats_random_clip(tone):
+    from livetex.audio.metrics import audio_metrics
+    b = tone.bundle()
+    cond = [audio_metrics(b, walk(tone, tone.cond_wav, alpha=0.5, seed=s), tone.cond_wav) for s in range(3)]
+    rand = [audio_metrics(b, walk(tone, tone.cond_wav, seed=s, method="random-clip"), tone.cond_wav) for s in range(3)]
+    m = cond[0]
+    assert m["audio_motion_source"] > 0.8 and abs(m["audio_motion_shifted"]) < 0.4
+    c, r = np.mean([x["audio_motion"] for x in cond]), np.mean([x["audio_motion"] for x in rand])
+    assert c > 0.6 and c > r + 0.3, (c, r)
+
+
+def test_alpha_one_ignores_audio_and_zero_follows_it_only(tone):
+    a1 = walk(tone, tone.cond_wav, alpha=1.0, seed=3)
+    free = walk(tone, None, alpha=None, seed=3)
+    assert a1.steps[1:] == free.steps[1:] or match_rate(tone, a1, tone.cond) < 0.7
+    a0 = walk(tone, tone.cond_wav, alpha=0.0, seed=3)
+    assert match_rate(tone, a0, tone.cond) >= 0.9
+    assert a0.params["alpha"] == 0.0 and a0.params["audio_model"] in ("features", "av")
+
+
+def test_window_convention_covers_the_appended_frames(tone):
+    """Window k ends where step k's frames end and contains them (stated in livetex.conditioning)."""
+    from livetex.conditioning import output_windows
+    from livetex.timeline import frames_from_steps
+    seg = tone.bundle().segments
+    W, S = seg.window_frames, seg.stride_frames
+    K = 40
+    starts, ends = output_windows(seg, K)
+    assert np.all(ends - starts == seg.window_samples(SR))
+    for k in range(1, K):
+        a, e = W + (k - 1) * S, W + k * S                 # output frames appended at step k
+        assert starts[k] <= round(a * SR / FPS) and round(e * SR / FPS) == ends[k]
+    # the same arithmetic as the walk's frame layout: step k's frames are the tail of its segment
+    steps = list(range(K))
+    frames, _ = frames_from_steps(seg, steps, W + (K - 1) * S)
+    assert frames[W + (K - 2) * S:W + (K - 1) * S].tolist() == list(range(*seg.tail_range(K - 1)))
+
+
+def test_a_delayed_tone_moves_the_picture_by_the_same_delay(tone):
+    """Shift the conditioning by 1 s: the shown states shift by 1 s too (audio and picture stay in sync)."""
+    shift = FPS
+    cond2 = np.concatenate([np.zeros(shift, np.int64), tone.cond])[:len(tone.cond)]
+    wav = write_wav(os.path.join(tone.root, "delayed.wav"),
+                    np.concatenate([np.zeros(SR, np.float32), sound(tone.cond, 2)])[:len(tone.cond) * SR // FPS], SR)
+    rates = [match_rate(tone, walk(tone, wav, alpha=0.5, seed=s, model="features"), cond2) for s in range(2)]
+    assert np.mean(rates) >= 0.9
+
+
+# ------------------------------------------------------------------------------------------- baselines
+def test_random_clip_is_a_contiguous_stretch(tone):
+    b = tone.bundle()
+    tl = walk(tone, tone.cond_wav, seconds=10, method="random-clip", seed=5)
+    assert len(tl.jumps) == 0 and tl.method == "random-clip"
+    tl2 = walk(tone, tone.cond_wav, seconds=10, method="random-clip", seed=6)
+    assert tl.steps[0] != tl2.steps[0]
+    long = walk(tone, tone.cond_wav, seconds=45, method="random-clip", seed=5)   # longer than the source
+    assert len(long.frames) == 45 * FPS and 1 <= len(long.jumps) <= 3
+    assert long.frames.max() < b.n_frames
+
+
+def test_audio_nn_picks_the_best_matching_source_audio(tone):
+    b = tone.bundle()
+    st = tone.seg_states(b)
+    tl = walk(tone, tone.cond_wav, method="audio-nn", model="features")
+    assert tl.method == "audio-nn" and match_rate(tone, tl, tone.cond) >= 0.9
+    # deterministic: no visual term, no sampling
+    assert walk(tone, tone.cond_wav, method="audio-nn", model="features", seed=9).steps == tl.steps
+    assert len(set(st[tl.steps])) == 3
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def test_conditioning_at_other_rates_and_channels_gives_the_same_rows(tone):
+    from livetex.conditioning import audio_rows
+    from livetex.walks import WalkRequest
+    b = tone.bundle()
+    y16 = sound(tone.cond, 2)[:8 * SR]
+    t = np.arange(8 * 44100) / 44100
+    # the same tones rendered directly at 44.1 kHz stereo (left louder than right)
+    s = tone.cond[np.minimum((np.arange(len(t)) * FPS) // 44100, len(tone.cond) - 1)]
+    y44 = sum((s == k) * 0.3 * np.sin(2 * np.pi * f * t) for k, f in FREQS.items()).astype(np.float32)
+    y44 += 1e-3 * np.random.default_rng(0).standard_normal(len(y44)).astype(np.float32)
+    stereo = np.stack([y44, 0.5 * y44], axis=1)
+    p16 = write_wav(os.path.join(tone.root, "c16.wav"), y16, SR)
+    p44 = write_wav(os.path.join(tone.root, "c44.wav"), stereo, 44100)
+    req = lambda p: WalkRequest(bundle=b, n_frames=8 * FPS, audio=p, audio_model="features")  # noqa: E731
+    T16, _, _, _ = audio_rows(req(p16))
+    T44, _, _, info = audio_rows(req(p44))
+    # the same segment state wins nearly everywhere
+    st = tone.seg_states(b)
+    agree = np.mean([np.bincount(st, weights=T16[k], minlength=3).argmax() == np.bincount(st, weights=T44[k], minlength=3).argmax()
+                     for k in range(len(T16))])
+    assert agree >= 0.9
+    assert abs(info["audio_gain_db"]) < 24
+
+
+def test_nan_and_clipped_conditioning(tone):
+    y = sound(tone.cond, 2)
+    bad = y.copy()
+    bad[1000:1200] = np.nan
+    bad[5000] = np.inf
+    nan_wav = write_wav(os.path.join(tone.root, "nan.wav"), bad, SR, codec="pcm_f32le")
+    tl = walk(tone, nan_wav, alpha=0.5, model="features")
+    assert match_rate(tone, tl, tone.cond) >= 0.85
+    # 3.5 dB into clipping (peaks at 0.75 cut to 0.5): harmonics, but still the same notes
+    clipped = write_wav(os.path.join(tone.root, "clipped.wav"), np.clip(2.5 * y, -0.5, 0.5), SR)
+    tl = walk(tone, clipped, alpha=0.5, model="features")
+    assert match_rate(tone, tl, tone.cond) >= 0.85
+
+
+def test_too_short_conditioning_is_a_clear_error(tone):
+    short = write_wav(os.path.join(tone.root, "short.wav"), sound(tone.cond[:5], 2), SR)   # 0.2 s
+    with pytest.raises(LivetexError, match="at least one"):
+        walk(tone, short)
+
+
+def test_conditioning_that_has_no_audio_stream(tone):
+    video_only = os.path.join(tone.root, "video_only.mp4")
+    from livetex.media.writer import VideoWriter
+    with VideoWriter(video_only, FPS, SIZE) as w:
+        for img in pictures(tone.cond[:30]):
+            w.write(img)
+    with pytest.raises(LivetexError, match="no audio stream"):
+        walk(tone, video_only)
+
+
+def test_missing_models_are_clear_errors(tone, monkeypatch, tmp_path):
+    monkeypatch.delenv("LIVETEX_VGGISH", raising=False)
+    monkeypatch.setattr("livetex.audio.vggish.DEFAULT_PATH", str(tmp_path / "none.pth"))
+    with pytest.raises(LivetexError, match="never downloads"):
+        walk(tone, tone.cond_wav, model="vggish")
+
+
+def test_bundle_without_sound_refuses_audio(media, tmp_path):
+    from livetex.fit import FitConfig, fit
+    bdir = tmp_path / "nosound"
+    fit(str(media.silent), str(bdir), FitConfig(model=False), progress=False)
+    b = load_bundle(bdir)
+    assert b.manifest["audio_fit"]["status"] == "no audio" and not b.has("audio_emb")
+    from livetex.walks import WalkRequest, run
+    for method in ("contrastive", "audio-nn"):
+        with pytest.raises(LivetexError, match="no sound"):
+            run(method, WalkRequest(bundle=b, n_frames=50, audio=str(media.audio(44100, 2))))
+
+
+def test_silent_source_track(tmp_path):
+    """A sound track that is digitally silent is treated like none, with a warning at fit time."""
+    from livetex.fit import FitConfig, fit
+    from livetex.media.writer import VideoWriter
+    st = states(4, seed=3)
+    video = str(tmp_path / "mute.mp4")
+    with VideoWriter(video, FPS, SIZE, audio=np.zeros(len(st) * SR // FPS, np.float32), sr=SR) as w:
+        for img in pictures(st):
+            w.write(img)
+    fit(video, str(tmp_path / "B"), FitConfig(model=False), progress=False)
+    b = load_bundle(tmp_path / "B")
+    assert b.has_audio and b.manifest["audio_fit"]["status"] == "silent"
+    from livetex.audio.models import load_audio_model
+    with pytest.raises(LivetexError, match="silent"):
+        load_audio_model(b)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_render_with_audio(tone, tmp_path):
+    out = tmp_path / "out.mp4"
+    r = subprocess.run([sys.executable, "-m", "livetex", "render", tone.bundle_dir, "-o", str(out), "--audio",
+                        tone.cond_wav, "--alpha", "0.5", "--seconds", "6", "--interpolate", "none"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    tl = json.load(open(tmp_path / "out.json"))
+    assert tl["params"]["alpha"] == 0.5 and tl["audio"]["path"].endswith("cond.wav")
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 1 and len(c.streams.video) == 1
+    # audio conditioning on a bundle without sound: one line, exit 1
+    nosound = tmp_path / "copy"
+    shutil.copytree(tone.bundle_dir, nosound)
+    m = json.load(open(nosound / "manifest.json"))
+    del m["arrays"]["audio"]
+    json.dump(m, open(nosound / "manifest.json", "w"))
+    r = subprocess.run([sys.executable, "-m", "livetex", "render", str(nosound), "-o", str(tmp_path / "x.mp4"),
+                        "--audio", tone.cond_wav, "--seconds", "2"], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith("livetex: error:") and "no sound" in r.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------------ real media
+def test_real_clip_and_song_with_every_audio_method(media_dir, tmp_path):
+    """A real performance (8 s of the pianist) and a real song: every method that follows music runs,
+    the conditioned walk is level-matched and deterministic, and the metrics come out."""
+    from livetex.audio.metrics import audio_metrics
+    from livetex.fit import FitConfig, fit
+    from livetex.render import render
+    from livetex.walks import WalkRequest, methods, run
+    bdir = str(tmp_path / "piano")
+    fit(str(media_dir / "piano_solo_01.avi"), bdir, FitConfig(end=8.0, model=False, store_height=120), progress=False)
+    phi, psi = pixel_bigram(load_bundle(bdir))         # a visual model without the training time
+    add_arrays(bdir, phi=phi, psi=psi)
+    b = load_bundle(bdir)
+    song = str(media_dir / "jazz_vibes_01.ogg")
+    audio_methods = ["contrastive"] + [n for n, m in methods().items() if m.needs_audio]
+    for name in audio_methods:
+        req = WalkRequest(bundle=b, n_frames=int(10 * b.fps), seed=1, audio=song)
+        tl = run(name, req)
+        assert len(tl.frames) == 10 * int(b.fps) and tl.frames.max() < b.n_frames
+        m = audio_metrics(b, tl, song)
+        assert all(np.isfinite(v) for v in m.values()), (name, m)
+        if name == "contrastive":
+            assert tl.params["audio_model"] == "features" and abs(tl.params["audio_gain_db"]) <= 24
+            assert run(name, req).steps == tl.steps
+            render(b, tl, str(tmp_path / "c.mp4"), audio=song, progress=False)
+            with av.open(str(tmp_path / "c.mp4")) as c:
+                assert len(c.streams.audio) == 1
