@@ -51,21 +51,8 @@ DEFAULT_SEEDS = 3
 VIDEO_HEIGHT = 240
 
 
-def _positive(kind):
-    import argparse
-
-    def conv(s):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-        return v
-    return conv
-
-
 def add_parser(sub):
+    from .cli import _positive
     p = sub.add_parser("eval", help="render every method on one video and write a comparison report")
     p.add_argument("video", help="video file (fitted into REPORT_DIR/bundle) or an existing bundle directory")
     p.add_argument("-o", "--output", required=True, help="report directory (created if missing)")

@@ -76,7 +76,10 @@ def bench_fit(video: str, minutes: float) -> None:
 
 
 def bench_sampler(dim: int) -> None:
-    print(f"\nsampler step (d = {dim}, median of 2,000 steps after warm-up):")
+    """The default walk's scores are pixel codes (PIXEL_DIMS + 2) next to phi/psi (dim): d = 130."""
+    from livetex.sampler import PIXEL_DIMS
+    dim = PIXEL_DIMS + 2 + dim
+    print(f"\nsampler step (d = {dim}, the default contrastive scores; median of 2,000 steps after warm-up):")
     rng = np.random.default_rng(0)
     for n in (1_000, 10_000, 20_000):
         phi = rng.standard_normal((n, dim)).astype(np.float32)

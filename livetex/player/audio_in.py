@@ -280,15 +280,20 @@ class MicInput:
 
     def _close_stream(self) -> None:
         s, self.stream = self.stream, None
-        if s is not None:
-            try:
-                s.abort(ignore_errors=True)
-                s.close(ignore_errors=True)
-            except Exception:
-                pass
+        _close(s)
 
     def close(self) -> None:
         self._close_stream()
+
+
+def _close(stream) -> None:
+    """Stop and close a sounddevice stream, whatever state a failing device left it in."""
+    if stream is not None:
+        try:
+            stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
+        except Exception:
+            pass
 
 
 # ------------------------------------------------------------------------------------------- song
@@ -387,12 +392,7 @@ class FilePlayer:
 
     def close(self) -> None:
         s, self.stream = self.stream, None
-        if s is not None:
-            try:
-                s.abort(ignore_errors=True)
-                s.close(ignore_errors=True)
-            except Exception:
-                pass
+        _close(s)
 
 
 # -------------------------------------------------------------------------------------------- clock
