@@ -1,8 +1,9 @@
-"""The contrastive random walk on the segment graph (numpy only: runs offline and in the player).
+"""The random walk on the segment graph (numpy only: runs offline and in the player).
 
-From segment t, every segment j is scored by ``s_j = cos(phi_t, psi_j)`` (phi, psi precomputed and
-L2-normalised, so a step is one (N, d) @ (d,) product). Scores become a distribution
-``P = softmax(s / tau)``; entries below ``threshold * max(P)`` are dropped; the next segment is drawn.
+From segment t, every segment j gets a score s_j = dot(q_t, k_j) from precomputed vectors (see
+:func:`transition_vectors`: the learned bi-gram cos(phi_t, psi_j), pixel continuity, or both), so a step
+is one (N, d) product. Scores become a distribution ``P = softmax(s / tau)``; entries below
+``threshold * max(P)`` are dropped; the next segment is drawn.
 
 Why each guard exists:
 
