@@ -106,20 +106,6 @@ def _start(req: WalkRequest, T0: np.ndarray, N: int) -> int:
     return int(req.rng.choice(N, p=p / p.sum()))
 
 
-def conditioned_sampler(req: WalkRequest, params: dict):
-    """The visual sampler for a conditioned walk: the unconditional one's temperature and threshold,
-    but without its "no jumping back into the last 10 s" guard (short cycles stay forbidden).
-
-    Why: that guard spreads an unconditional texture over the whole source, but music repeats itself,
-    and when the chorus comes back the performer should play what they played a moment ago.
-    """
-    from .sampler import Sampler, walk_embeddings
-    b = req.bundle
-    q, k, cosine = walk_embeddings(b, "contrastive")
-    return Sampler(q, k, b.segments.stride_frames / b.fps, params["temperature"],
-                   params["threshold"], req.seed, no_jump_back_s=0.0, cosine=cosine)
-
-
 def conditioned_walk(req: WalkRequest):
     """The contrastive walk with T = alpha * T_v + (1 - alpha) * T_a (called by the ``contrastive`` method)."""
     from .sampler import sampler_for
@@ -127,8 +113,11 @@ def conditioned_walk(req: WalkRequest):
     alpha = DEFAULT_ALPHA if req.alpha is None else float(req.alpha)
     if not 0.0 <= alpha <= 1.0:
         raise LivetexError(f"alpha must be between 0 and 1, got {alpha}")
-    s, params = sampler_for(req)
-    s = conditioned_sampler(req, params)
+    # The unconditional walk's scores, temperature and threshold, but without its "no jumping back
+    # into the last 10 s" guard (short cycles stay forbidden): that guard spreads an unconditional
+    # texture over the whole source, but music repeats itself, and when the chorus comes back the
+    # performer should play what they played a moment ago.
+    s, params = sampler_for(req, "contrastive", no_jump_back_s=0.0)
     start = _start(req, T[0], s.N)
     s.reset(start)
     steps = [start] + [s.step(extra=T[k], alpha=alpha) for k in range(1, len(T))]

@@ -196,7 +196,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, ids: torch.Tensor, tau: float, sy
     return loss
 
 
-def pixel_codes(x: torch.Tensor, side: int = 16) -> torch.Tensor:
+def clip_grey(x: torch.Tensor, side: int = 16) -> torch.Tensor:
     """(B, 3, T, S, S) clips -> (B, T * side * side) grey pixels, the distance used by soft targets."""
     g = x.mean(1)                                                   # (B, T, S, S)
     g = F.adaptive_avg_pool2d(g, side) if g.shape[-1] != side else g
@@ -227,7 +227,7 @@ def train(clips: SegmentClips, tc: TrainConfig, device: torch.device, seed: int 
         else:
             q = model(augment(clips(ids, "q"), tc.shift, tc.brightness, g, tc.noise), "phi")
             k = model(augment(xk, tc.shift, tc.brightness, g, tc.noise), "psi")
-        pix = pixel_codes(xk) if tc.soft > 0 else None
+        pix = clip_grey(xk) if tc.soft > 0 else None
         loss = info_nce(q, k, ids, tc.tau, tc.symmetric, pix, tc.soft)
         opt.zero_grad(set_to_none=True)
         loss.backward()
