@@ -132,6 +132,9 @@ def add_render(sub):
     p.add_argument("--jumps-per-min", type=_positive(float), default=None, help="calibrate the temperature to this jump rate")
     p.add_argument("--alpha", type=_fraction, default=None, help="visual weight in the audio-conditioned mix (default 0.5)")
     p.add_argument("--audio-model", default=None, choices=["features", "av", "vggish"], help="audio embedding for conditioning")
+    p.add_argument("--audio-walk", default="plan", choices=["plan", "greedy"],
+                   help="with --audio: plan the walk over the whole song (default: cuts where the picture allows, "
+                        "ahead of the music), or greedy step-by-step mixing as the live player does")
     p.add_argument("--interpolate", default=None, choices=["none", "fade", "flow"], help="seam smoothing at jumps")
     p.set_defaults(func=cmd_render)
 
@@ -151,7 +154,7 @@ def cmd_render(a):
     method = a.method or default_method(b)
     req = WalkRequest(bundle=b, n_frames=max(1, int(round(a.seconds * b.fps))), seed=a.seed,
                       temperature=a.temperature, threshold=a.threshold, jumps_per_min=a.jumps_per_min,
-                      alpha=a.alpha, audio=a.audio, audio_model=a.audio_model)
+                      alpha=a.alpha, audio=a.audio, audio_model=a.audio_model, extra={"audio_walk": a.audio_walk})
     tl = run(method, req)
     tl.audio = {"path": os.path.abspath(a.audio)} if a.audio else None
     interp = a.interpolate or default_interpolation()

@@ -16,7 +16,12 @@ calibrated at fit time and adjusted per row so a row spreads over 3 to 6 segment
 The contrastive sampler's T_v(t, .) has its own (calibrated) temperature, and the step draws from
 ``alpha * T_v + (1 - alpha) * T_a`` after the sampler's guards and threshold
 (:meth:`livetex.sampler.Sampler.step`). alpha = 1 ignores the audio; alpha = 0 ignores the picture.
-The live player computes the same rows with :class:`livetex.audio.live.LiveEmbedder`.
+The live player computes the same rows with :class:`livetex.audio.live.LiveEmbedder` and mixes them
+step by step like that (it cannot hear the future). Offline the whole song is known, so ``render``
+plans instead (:func:`plan_walk`, the default; ``--audio-walk greedy`` gives the step-by-step mix): it
+draws the whole walk from a hidden Markov model whose prior is the unconditional walk and whose
+evidence is T_a, so cuts land where the picture allows them, ahead of the change in the music. On the
+clips in ../shared/media that follows the music better with 3-8x fewer cuts (tools/bench_audio.py --eval).
 
 Also here: the conditional baselines ``random-clip`` and ``audio-nn``.
 """
@@ -107,21 +112,142 @@ def _start(req: WalkRequest, T0: np.ndarray, N: int) -> int:
 
 
 def conditioned_walk(req: WalkRequest):
-    """The contrastive walk with T = alpha * T_v + (1 - alpha) * T_a (called by the ``contrastive`` method)."""
+    """The audio-conditioned contrastive walk (called by the ``contrastive`` method when audio is given).
+
+    Offline the whole song is known, so by default the walk is *planned* (:func:`plan_walk`): cuts are
+    placed where the picture allows them, ahead of the musical change that needs them. With
+    ``req.extra["audio_walk"] == "greedy"`` it is the paper's step-by-step mix
+    ``alpha * T_v + (1 - alpha) * T_a`` instead, which is what the live player does (it cannot hear the
+    future).
+    """
     from .sampler import sampler_for
     T, _, model, info = audio_rows(req)
     alpha = DEFAULT_ALPHA if req.alpha is None else float(req.alpha)
     if not 0.0 <= alpha <= 1.0:
         raise LivetexError(f"alpha must be between 0 and 1, got {alpha}")
+    mode = req.extra.get("audio_walk", "plan")
+    if mode not in AUDIO_WALKS:
+        raise LivetexError(f"unknown audio walk {mode!r}: use one of {', '.join(AUDIO_WALKS)}")
     # The unconditional walk's scores, temperature and threshold, but without its "no jumping back
     # into the last 10 s" guard (short cycles stay forbidden): that guard spreads an unconditional
     # texture over the whole source, but music repeats itself, and when the chorus comes back the
     # performer should play what they played a moment ago.
     s, params = sampler_for(req, "contrastive", no_jump_back_s=0.0)
-    start = _start(req, T[0], s.N)
-    s.reset(start)
-    steps = [start] + [s.step(extra=T[k], alpha=alpha) for k in range(1, len(T))]
-    return segment_timeline(req, steps, "contrastive", **params, alpha=alpha, **info)
+    if mode == "plan":
+        steps = plan_walk(s, T, alpha, req.rng, start=req.start)
+    else:
+        start = _start(req, T[0], s.N)
+        s.reset(start)
+        steps = [start] + [s.step(extra=T[k], alpha=alpha) for k in range(1, len(T))]
+    return segment_timeline(req, steps, "contrastive", **params, alpha=alpha, audio_walk=mode, **info)
+
+
+AUDIO_WALKS = ("plan", "greedy")
+CUT_PROB = 1e-15       # prior probability of a cut the picture does not allow (to any segment at all)
+CANDIDATES = 32        # visual jump targets kept per segment in the planned walk
+AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
+
+
+def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The unconditional walk's static transition distribution, sparse: (targets, probs), both (N, 1 + M).
+
+    Column 0 is the natural successor (prob 0 at the last segment); the others are the M best visual
+    jumps under the sampler's static guards (no stutters, no landing at the very end), weighted like
+    :meth:`livetex.sampler.Sampler.distribution`: softmax at the walk's temperature, entries below
+    ``threshold * max`` dropped. Cost O(N^2 d) in (block, N) matrix products: ~1 s at N = 5,000.
+    """
+    N = s.N
+    M = max(1, min(candidates, N - 1))
+    targets = np.zeros((N, M + 1), np.int64)
+    logit = np.full((N, M + 1), -np.inf, np.float64)
+    idx = np.arange(N)
+    for a in range(0, N, block):
+        rows = idx[a:a + block]
+        z = (s.phi[rows] @ s.psi.T).astype(np.float64) / s.temperature
+        near = np.abs(idx[None, :] - rows[:, None]) < s.min_jump       # stutters, skips and t itself
+        z[near] = -np.inf
+        if s.runway:
+            z[:, N - s.runway:] = -np.inf
+        succ = rows + 1
+        has = succ < N
+        sl = np.full(len(rows), -np.inf)
+        sl[has] = (np.einsum("nd,nd->n", s.phi[rows[has]], s.psi[succ[has]]) / s.temperature)
+        if has.any():
+            z[np.flatnonzero(has), succ[has]] = -np.inf                    # the successor is column 0
+        top = np.argpartition(-z, M - 1, axis=1)[:, :M] if M < N else np.argsort(-z, axis=1)[:, :M]
+        targets[rows, 0] = np.minimum(succ, N - 1)
+        targets[rows, 1:] = top
+        logit[rows, 0] = sl
+        logit[rows, 1:] = np.take_along_axis(z, top, axis=1)
+    logit -= logit.max(axis=1, keepdims=True)
+    p = np.exp(logit)
+    p[p < s.threshold] = 0.0                       # the sampler's threshold, relative to the row's best
+    p /= p.sum(axis=1, keepdims=True)
+    return targets, p
+
+
+def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,
+              cut_prob: float | None = None, candidates: int = CANDIDATES) -> list[int]:
+    """A walk drawn from the posterior of a hidden Markov model: forward filtering, backward sampling.
+
+    The hidden state at step k is the segment shown; the prior is the unconditional walk's transition
+    distribution (:func:`transition_table`), plus ``cut_prob`` spread over every segment (a cut the
+    picture does not allow, taken only when the music insists for long enough); the evidence at step k
+    is ``T_a(k, j) ** beta`` with ``beta = AUDIO_WEIGHT * (1 - alpha) / alpha``. So the walk is as
+    likely under the picture's own transitions as it can be while matching the music, and because the
+    song is known in advance, it cuts where the picture allows a cut, before the change it prepares
+    for, instead of at the change, wherever the walk happens to be. alpha = 1: the unconditional
+    prior alone; alpha = 0: the music alone.
+
+    Cost: O(K N M) time, O(K N) memory (K steps, N segments, M candidates).
+    """
+    cut_prob = CUT_PROB if cut_prob is None else float(cut_prob)
+    K, N = T.shape
+    targets, probs = transition_table(s, candidates)
+    beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
+
+    def evidence(k: int) -> np.ndarray:     # T_a(k, .) ** beta, scaled to max 1 (row by row: O(N) memory)
+        logt = np.log(np.maximum(np.asarray(T[k], np.float64), 1e-300))
+        if np.isinf(beta):
+            return (logt >= logt.max() - 1e-9).astype(np.float64)    # the music's favourites only
+        return np.exp(beta * (logt - logt.max()))
+
+    flat_t, flat_p = targets.ravel(), probs.ravel()
+    f = np.empty((K, N), np.float32)
+    prior = np.ones(N)
+    if start is not None:
+        prior = np.zeros(N)
+        prior[int(start)] = 1.0
+    else:
+        prior[max(1, N - max(1, N // 8)):] = 0.0   # not at the very end: the walk needs room to run
+    x = prior * evidence(0)
+    f[0] = x / x.sum() if x.sum() > 0 else prior / prior.sum()
+    for k in range(1, K):
+        g = f[k - 1].astype(np.float64)
+        h = (1.0 - cut_prob) * np.bincount(flat_t, weights=(g[:, None] * probs).ravel(), minlength=N)
+        h += cut_prob * g.sum() / N
+        x = h * evidence(k)
+        tot = x.sum()
+        f[k] = x / tot if tot > 0 else h / h.sum()
+    # backward sampling: parents of j are the rows that list j among their targets
+    order = np.argsort(flat_t, kind="stable")           # flat entries grouped by target
+    bounds = np.searchsorted(flat_t[order], np.arange(N + 1))
+    width = targets.shape[1]
+
+    def draw(w: np.ndarray) -> int:
+        c = np.cumsum(w)
+        return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), len(w) - 1))
+
+    steps = [0] * K
+    steps[K - 1] = draw(f[K - 1].astype(np.float64))
+    for k in range(K - 2, -1, -1):
+        j = steps[k + 1]
+        w = f[k].astype(np.float64) * (cut_prob / N)
+        sl = order[bounds[j]:bounds[j + 1]]             # entries (row i, target j)
+        rows = sl // width
+        np.add.at(w, rows, f[k, rows] * (1.0 - cut_prob) * flat_p[sl])
+        steps[k] = draw(w)
+    return steps
 
 
 # ------------------------------------------------------------------------------------------ baselines

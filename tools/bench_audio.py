@@ -119,6 +119,17 @@ def bench_speed(path: str) -> None:
             print(f"d={d:3d} N={N:6d}: median {np.median(ts) * 1e3:7.3f} ms per row "
                   f"(p90 {np.percentile(ts, 90) * 1e3:.3f})")
 
+    print("\n-- planned walk (forward filtering, backward sampling) vs. segments; 3 min of music = 900 steps")
+    from livetex.conditioning import plan_walk
+    from livetex.sampler import Sampler
+    for N in (1000, 5000, 20000):
+        emb = rng.standard_normal((N, 64)).astype(np.float32)
+        s = Sampler(emb, np.roll(emb, -1, axis=0) + 0.3 * rng.standard_normal((N, 64)).astype(np.float32),
+                    0.2, temperature=0.1)
+        T = rng.dirichlet(np.full(N, 0.05), size=900).astype(np.float32)
+        t, _ = timed(lambda: plan_walk(s, T, 0.5, np.random.default_rng(0)))
+        print(f"N={N:6d}: {t:6.2f} s per 3 min of music = {180 / t:7.1f}x real time")
+
     print("\n-- conditioned render speed (30 s of output, --interpolate none)")
     from livetex.render import render
     from livetex.walks import WalkRequest, run
@@ -148,11 +159,13 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
 
     songs = [os.path.join(MEDIA, s) for s in SONGS if os.path.isfile(os.path.join(MEDIA, s))]
     audio = {s: load_audio(s, F.SR) for s in songs}
-    configs = [("contrastive (no audio)", "contrastive", None, None),
-               (f"contrastive+audio a={alpha} features", "contrastive", alpha, "features"),
-               (f"contrastive+audio a={alpha} av", "contrastive", alpha, "av"),
-               ("random-clip", "random-clip", None, None),
-               ("audio-nn (features)", "audio-nn", None, "features")]
+    configs = [("contrastive (no audio)", "contrastive", None, None, None),
+               (f"contrastive+audio a={alpha} features", "contrastive", alpha, "features", "plan"),
+               (f"contrastive+audio a={alpha} av", "contrastive", alpha, "av", "plan"),
+               (f"  same, greedy (live) features", "contrastive", alpha, "features", "greedy"),
+               (f"  same, greedy (live) av", "contrastive", alpha, "av", "greedy"),
+               ("random-clip", "random-clip", None, None, None),
+               ("audio-nn (features)", "audio-nn", None, "features", None)]
     print(f"{len(songs)} songs x {seeds} seeds, {seconds:g} s outputs; agreement = mean +- standard error")
     for path in paths:
         b = load_bundle(path)
@@ -162,7 +175,7 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
         grey = grey_thumbs(b)
         ref = None
         print(f"\n{os.path.basename(path.rstrip('/'))}  ({b.n_frames / b.fps:.0f} s, {b.segments.count} segments)")
-        for label, method, a, model in configs:
+        for label, method, a, model, walk in configs:
             if model == "av" and not b.has("audio_av"):
                 continue
             rows = []
@@ -170,7 +183,7 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
                 for seed in range(seeds):
                     req = WalkRequest(bundle=b, n_frames=int(seconds * b.fps), seed=seed, alpha=a,
                                       audio=song if method != "contrastive" or a is not None else None,
-                                      audio_model=model)
+                                      audio_model=model, extra={"audio_walk": walk} if walk else {})
                     tl = run(method, req)
                     am = audio_metrics(b, tl, audio=audio[song])
                     tm = timeline_metrics(b, tl, grey)
