@@ -18,10 +18,12 @@ The contrastive sampler's T_v(t, .) has its own (calibrated) temperature, and th
 (:meth:`livetex.sampler.Sampler.step`). alpha = 1 ignores the audio; alpha = 0 ignores the picture.
 The live player computes the same rows with :class:`livetex.audio.live.LiveEmbedder` and mixes them
 step by step like that (it cannot hear the future). Offline the whole song is known, so ``render``
-plans instead (:func:`plan_walk`, the default; ``--audio-walk greedy`` gives the step-by-step mix): it
-draws the whole walk from a hidden Markov model whose prior is the unconditional walk and whose
-evidence is T_a, so cuts land where the picture allows them, ahead of the change in the music. On the
-clips in ../shared/media that follows the music better with 3-8x fewer cuts (tools/bench_audio.py --eval).
+plans instead (:func:`plan_walk`, the default; ``--audio-walk greedy`` gives the step-by-step mix): a
+backward pass over a hidden Markov model (prior: the unconditional walk; evidence: T_a) tells, for every
+step and segment, how well the rest of the song can be followed from there, and the sampler walks
+forward weighted by it, with all its anti-stutter guards. Cuts then land where the picture allows them,
+ahead of the change in the music: on the clips in ../shared/media, 3-9x fewer cuts than the
+step-by-step mix (tools/bench_audio.py --eval).
 
 Also here: the conditional baselines ``random-clip`` and ``audio-nn``.
 """
@@ -145,6 +147,8 @@ def conditioned_walk(req: WalkRequest):
 AUDIO_WALKS = ("plan", "greedy")
 CUT_PROB = 1e-15       # prior probability of a cut the picture does not allow (to any segment at all)
 CANDIDATES = 32        # visual jump targets kept per segment in the planned walk
+MIN_DWELL_S = 0.6      # after a cut the planned walk shows at least this much before cutting again
+MIN_LOOP_S = 5.0       # the planned walk never jumps back by less than this: shorter loops are stutters
 AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
 
 
@@ -152,11 +156,15 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
     """The unconditional walk's static transition distribution, sparse: (targets, probs), both (N, 1 + M).
 
     Column 0 is the natural successor (prob 0 at the last segment); the others are the M best visual
-    jumps under the sampler's static guards (no stutters, no landing at the very end), weighted like
+    jumps under the sampler's static guards (no stutters, no landing at the very end) and no jump back
+    by less than ``MIN_LOOP_S`` (capped at a third of the clip), weighted like
     :meth:`livetex.sampler.Sampler.distribution`: softmax at the walk's temperature, entries below
     ``threshold * max`` dropped. Cost O(N^2 d) in (block, N) matrix products: ~1 s at N = 5,000.
     """
     N = s.N
+    # A walk drawn from a Markov model has no memory, so the sampler's visit-history guards cannot
+    # apply; forbidding short backward jumps outright is what keeps it from looping on one gesture.
+    back = loop_band(s)
     M = max(1, min(candidates, N - 1))
     targets = np.zeros((N, M + 1), np.int64)
     logit = np.full((N, M + 1), -np.inf, np.float64)
@@ -164,8 +172,8 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
     for a in range(0, N, block):
         rows = idx[a:a + block]
         z = (s.phi[rows] @ s.psi.T).astype(np.float64) / s.temperature
-        near = np.abs(idx[None, :] - rows[:, None]) < s.min_jump       # stutters, skips and t itself
-        z[near] = -np.inf
+        ahead = idx[None, :] - rows[:, None]
+        z[(np.abs(ahead) < s.min_jump) | ((ahead < 0) & (ahead > -back))] = -np.inf   # stutters, skips, short loops
         if s.runway:
             z[:, N - s.runway:] = -np.inf
         succ = rows + 1
@@ -188,23 +196,28 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
 
 def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,
               cut_prob: float | None = None, candidates: int = CANDIDATES) -> list[int]:
-    """A walk drawn from the posterior of a hidden Markov model: forward filtering, backward sampling.
+    """The sampler's own walk, steered by what the rest of the song will ask for.
 
-    The hidden state at step k is the segment shown; the prior is the unconditional walk's transition
-    distribution (:func:`transition_table`), plus ``cut_prob`` spread over every segment (a cut the
-    picture does not allow, taken only when the music insists for long enough); the evidence at step k
-    is ``T_a(k, j) ** beta`` with ``beta = AUDIO_WEIGHT * (1 - alpha) / alpha``. So the walk is as
-    likely under the picture's own transitions as it can be while matching the music, and because the
-    song is known in advance, it cuts where the picture allows a cut, before the change it prepares
-    for, instead of at the change, wherever the walk happens to be. alpha = 1: the unconditional
-    prior alone; alpha = 0: the music alone.
+    Model: a hidden Markov chain whose state at step k is the segment shown, whose prior is the
+    unconditional walk's transition distribution (:func:`transition_table`) plus ``cut_prob`` spread
+    over every segment (a cut the picture does not allow, taken only when the music insists long
+    enough), and whose evidence at step k is ``T_a(k, j) ** beta``, ``beta = AUDIO_WEIGHT * (1 - alpha)
+    / alpha``. A backward pass gives ``b_k(j)``, how well the music from step k + 1 on can be followed
+    from segment j at step k. The walk then runs forward with the sampler itself — its visit-history
+    guards (no return within ``min_return``, penalties on recent places and repeated jumps) included,
+    which a memoryless model cannot express — drawing each step from
+    ``((1 - cut_prob) P_v(j | t) + cut_prob / N) * T_a(k, j) ** beta * b_k(j)``. Because the song is
+    known in advance, a cut is taken where the picture allows one, ahead of the change in the music it
+    prepares for, instead of at the change from wherever the walk happens to be. alpha = 1: the
+    unconditional walk; alpha = 0: the music alone.
 
-    Cost: O(K N M) time, O(K N) memory (K steps, N segments, M candidates).
+    Cost: O(K N M) for the backward pass, then one sampler step per output step; O(K N) memory.
     """
     cut_prob = CUT_PROB if cut_prob is None else float(cut_prob)
     K, N = T.shape
     targets, probs = transition_table(s, candidates)
     beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
+    back = loop_band(s)
 
     def evidence(k: int) -> np.ndarray:     # T_a(k, .) ** beta, scaled to max 1 (row by row: O(N) memory)
         logt = np.log(np.maximum(np.asarray(T[k], np.float64), 1e-300))
@@ -212,42 +225,50 @@ def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: i
             return (logt >= logt.max() - 1e-9).astype(np.float64)    # the music's favourites only
         return np.exp(beta * (logt - logt.max()))
 
-    flat_t, flat_p = targets.ravel(), probs.ravel()
-    f = np.empty((K, N), np.float32)
-    prior = np.ones(N)
-    if start is not None:
-        prior = np.zeros(N)
-        prior[int(start)] = 1.0
-    else:
-        prior[max(1, N - max(1, N // 8)):] = 0.0   # not at the very end: the walk needs room to run
-    x = prior * evidence(0)
-    f[0] = x / x.sum() if x.sum() > 0 else prior / prior.sum()
-    for k in range(1, K):
-        g = f[k - 1].astype(np.float64)
-        h = (1.0 - cut_prob) * np.bincount(flat_t, weights=(g[:, None] * probs).ravel(), minlength=N)
-        h += cut_prob * g.sum() / N
-        x = h * evidence(k)
-        tot = x.sum()
-        f[k] = x / tot if tot > 0 else h / h.sum()
-    # backward sampling: parents of j are the rows that list j among their targets
-    order = np.argsort(flat_t, kind="stable")           # flat entries grouped by target
-    bounds = np.searchsorted(flat_t[order], np.arange(N + 1))
-    width = targets.shape[1]
+    b = np.empty((K, N), np.float32)
+    b[K - 1] = 1.0
+    for k in range(K - 2, -1, -1):
+        v = evidence(k + 1) * b[k + 1]
+        m = (1.0 - cut_prob) * (probs * v[targets]).sum(axis=1) + cut_prob * v.mean()
+        b[k] = m / m.max()
 
     def draw(w: np.ndarray) -> int:
         c = np.cumsum(w)
         return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), len(w) - 1))
 
-    steps = [0] * K
-    steps[K - 1] = draw(f[K - 1].astype(np.float64))
-    for k in range(K - 2, -1, -1):
-        j = steps[k + 1]
-        w = f[k].astype(np.float64) * (cut_prob / N)
-        sl = order[bounds[j]:bounds[j + 1]]             # entries (row i, target j)
-        rows = sl // width
-        np.add.at(w, rows, f[k, rows] * (1.0 - cut_prob) * flat_p[sl])
-        steps[k] = draw(w)
+    if start is None:
+        w = evidence(0) * b[0]
+        w[max(1, N - max(1, N // 8)):] = 0.0       # not at the very end: the walk needs room to run
+        start = draw(w) if w.sum() > 0 else 0
+    s.reset(int(start))
+    steps = [int(start)]
+    dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha = 0: the music alone
+    since = dwell
+    for k in range(1, K):
+        t = s.t
+        logits = s.logits(t)
+        if since < dwell and t + 1 < N and np.isfinite(logits[t + 1]):
+            steps.append(s.move(t + 1))         # show each landing for at least MIN_DWELL_S
+            since += 1
+            continue
+        ok = np.isfinite(logits)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        p[p < s.threshold * p.max()] = 0.0
+        w = ((1.0 - cut_prob) * p + (cut_prob / N) * ok) * evidence(k) * b[k]
+        w[max(0, t - back):t] = 0.0                  # as in the prior: no short loops
+        if w.sum() <= 0:      # everything the music wants is blocked by the guards right now
+            w = np.asarray(T[k], np.float64) * ok
+            if w.sum() <= 0:
+                w = p
+        steps.append(s.move(draw(w)))
+        since = since + 1 if steps[-1] == t + 1 else 1
     return steps
+
+
+def loop_band(s) -> int:
+    """Steps within which the planned walk may not jump back (MIN_LOOP_S, at most a third of the clip)."""
+    return int(min(round(MIN_LOOP_S / s.stride_s), max(s.min_jump, s.N // 3)))
 
 
 # ------------------------------------------------------------------------------------------ baselines

@@ -76,6 +76,7 @@ class Sampler:
         # negative squared distances, written as dot products of augmented vectors).
         self.phi, self.psi = (normalize(phi), normalize(psi)) if cosine else (np.asarray(phi, np.float32), np.asarray(psi, np.float32))
         self.N = len(self.phi)
+        self.stride_s = float(stride_s)
         self.temperature = float(temperature)
         self.audio_slack = float(audio_slack)
         self.jump_memory = int(round(jump_memory_s / stride_s))
@@ -182,7 +183,11 @@ class Sampler:
         p = self.distribution(self.t, extra, alpha)
         nz = np.flatnonzero(p)
         c = np.cumsum(p[nz])
-        j = int(nz[min(np.searchsorted(c, self.rng.random() * c[-1], side="right"), len(nz) - 1)])
+        return self.move(int(nz[min(np.searchsorted(c, self.rng.random() * c[-1], side="right"), len(nz) - 1)]))
+
+    def move(self, j: int) -> int:
+        """Go to segment j (chosen by the caller, e.g. a planned walk), keeping the visit history."""
+        j = int(j)
         self.k += 1
         if j != self.t + 1:
             self.jumps.append((self.k, self.t, j))

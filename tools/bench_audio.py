@@ -119,7 +119,7 @@ def bench_speed(path: str) -> None:
             print(f"d={d:3d} N={N:6d}: median {np.median(ts) * 1e3:7.3f} ms per row "
                   f"(p90 {np.percentile(ts, 90) * 1e3:.3f})")
 
-    print("\n-- planned walk (forward filtering, backward sampling) vs. segments; 3 min of music = 900 steps")
+    print("\n-- planned walk (backward pass + guided sampler) vs. segments; 3 min of music = 900 steps")
     from livetex.conditioning import plan_walk
     from livetex.sampler import Sampler
     for N in (1000, 5000, 20000):
