@@ -136,7 +136,7 @@ def conditioned_walk(req: WalkRequest):
     # performer should play what they played a moment ago.
     s, params = sampler_for(req, "contrastive", no_jump_back_s=0.0)
     if mode == "plan":
-        steps = plan_walk(s, T, alpha, req.rng, start=req.start)
+        steps = plan_walk(s, T, alpha, req.rng, start=req.start, bundle=req.bundle)
     else:
         start = _start(req, T[0], s.N)
         s.reset(start)
@@ -147,6 +147,9 @@ def conditioned_walk(req: WalkRequest):
 AUDIO_WALKS = ("plan", "greedy")
 CUT_PROB = 1e-15       # prior probability of a cut the picture does not allow (to any segment at all)
 CANDIDATES = 32        # visual jump targets kept per segment in the planned walk
+AUDIO_FLOOR = 30.0     # nats: the most the music can hold against a segment at one step (else T_a underflow
+                       # to 0 outweighs any cut cost and every disagreement cuts at once)
+SEAM_PENALTY = 1e-3    # planned walk: a cut the pixels say would show is this much less likely (1: off)
 MIN_DWELL_S = 0.6      # after a cut the planned walk shows at least this much before cutting again
 MIN_LOOP_S = 5.0       # the planned walk never jumps back by less than this: shorter loops are stutters
 AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
@@ -194,8 +197,28 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
     return targets, p
 
 
+def seam_ok(bundle, targets: np.ndarray, block: int = 256) -> np.ndarray:
+    """(N, 1 + M) bool: would the cut from segment i to ``targets[i, c]`` be invisible? That is, is the
+    change between the last frame shown from i and the first frame appended from the target no larger
+    than the source's own visible-jump level (:func:`livetex.metrics.visible_level`)? Column 0 (the
+    natural successor) is always True. Reads 2 N thumbnails, in blocks."""
+    from .metrics import grey_frames, visible_level
+    seg = bundle.segments
+    th = bundle.array("thumbs")
+    starts = np.asarray(seg.starts, np.int64)
+    last = grey_frames(th, starts + seg.window_frames - 1).astype(np.float16)        # shown before a cut
+    first = grey_frames(th, starts + seg.window_frames - seg.stride_frames).astype(np.float16)  # shown after
+    level = visible_level(th)
+    ok = np.ones(targets.shape, bool)
+    for a in range(0, len(targets), block):
+        d = np.abs(last[a:a + block, None].astype(np.float32) - first[targets[a:a + block]].astype(np.float32))
+        ok[a:a + block] = d.mean(axis=(2, 3)) <= level
+    ok[:, 0] = True
+    return ok
+
+
 def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,
-              cut_prob: float | None = None, candidates: int = CANDIDATES) -> list[int]:
+              cut_prob: float | None = None, candidates: int = CANDIDATES, bundle=None) -> list[int]:
     """The sampler's own walk, steered by what the rest of the song will ask for.
 
     Model: a hidden Markov chain whose state at step k is the segment shown, whose prior is the
@@ -216,6 +239,11 @@ def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: i
     cut_prob = CUT_PROB if cut_prob is None else float(cut_prob)
     K, N = T.shape
     targets, probs = transition_table(s, candidates)
+    ok = seam_ok(bundle, targets) if bundle is not None and SEAM_PENALTY < 1 else None
+    if ok is not None:
+        # cuts the pixels say would show: kept possible, but SEAM_PENALTY times less likely
+        probs = np.where(ok, probs, probs * SEAM_PENALTY)
+        probs /= probs.sum(axis=1, keepdims=True)
     beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
     back = loop_band(s)
 
@@ -223,7 +251,7 @@ def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: i
         logt = np.log(np.maximum(np.asarray(T[k], np.float64), 1e-300))
         if np.isinf(beta):
             return (logt >= logt.max() - 1e-9).astype(np.float64)    # the music's favourites only
-        return np.exp(beta * (logt - logt.max()))
+        return np.exp(beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR))
 
     b = np.empty((K, N), np.float32)
     b[K - 1] = 1.0
@@ -251,14 +279,19 @@ def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: i
             steps.append(s.move(t + 1))         # show each landing for at least MIN_DWELL_S
             since += 1
             continue
-        ok = np.isfinite(logits)
+        allowed = np.isfinite(logits)
         p = np.exp(logits - logits.max())
         p /= p.sum()
         p[p < s.threshold * p.max()] = 0.0
-        w = ((1.0 - cut_prob) * p + (cut_prob / N) * ok) * evidence(k) * b[k]
+        if ok is not None:
+            pen = np.full(N, SEAM_PENALTY)
+            pen[targets[t][ok[t]]] = 1.0
+            p *= pen
+            p /= p.sum()
+        w = ((1.0 - cut_prob) * p + (cut_prob / N) * allowed) * evidence(k) * b[k]
         w[max(0, t - back):t] = 0.0                  # as in the prior: no short loops
         if w.sum() <= 0:      # everything the music wants is blocked by the guards right now
-            w = np.asarray(T[k], np.float64) * ok
+            w = np.asarray(T[k], np.float64) * allowed
             if w.sum() <= 0:
                 w = p
         steps.append(s.move(draw(w)))

@@ -43,6 +43,28 @@ def source_changes(grey: np.ndarray) -> np.ndarray:
     return frame_change(grey, idx, idx + 1)
 
 
+def grey_frames(thumbs, index: np.ndarray, block: int = 4096) -> np.ndarray:
+    """(len(index), h, w) float32 grey levels of some thumbnails (``thumbs`` may be memory-mapped: only
+    these frames are read)."""
+    w = np.array([0.299, 0.587, 0.114], np.float32)
+    index = np.asarray(index, np.int64)
+    out = np.empty((len(index),) + tuple(thumbs.shape[1:3]), np.float32)
+    for a in range(0, len(index), block):
+        out[a:a + block] = np.asarray(thumbs[index[a:a + block]], np.float32) @ w
+    return out
+
+
+def visible_level(thumbs, sample: int = 4000, seed: int = 0) -> float:
+    """The visible-jump threshold: the 99.5th percentile of the source's consecutive-frame changes,
+    estimated from up to ``sample`` random frame pairs (a long video is never read whole)."""
+    n = len(thumbs)
+    if n < 2:
+        return 0.0
+    f = np.arange(n - 1) if n - 1 <= sample else np.sort(np.random.default_rng(seed).choice(n - 1, sample, replace=False))
+    a, b = grey_frames(thumbs, f), grey_frames(thumbs, f + 1)
+    return float(np.percentile(np.abs(a - b).mean(axis=(1, 2)), VISIBLE_PERCENTILE))
+
+
 def diversity_score(frames: np.ndarray, jumps: list[int], fps: float, window_s: float = DS_WINDOW_S) -> float:
     """New transitions per ``window_s`` seconds of output (the paper's DS)."""
     if not jumps:

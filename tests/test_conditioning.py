@@ -509,3 +509,22 @@ def test_planned_walk_keeps_the_anti_stutter_guards(tone):
                 assert k - last_jump >= dwell or st[k - 1] + 1 >= s.N, (k, last_jump)
                 last_jump = k
             assert st[k] not in st[max(0, k - s.min_return):k], k
+
+
+def test_seam_check_marks_cuts_the_pixels_would_show(tone):
+    """seam_ok: the successor is always fine; a cut from a dark silent frame into a lit shape is not; the
+    visible level is the metric's own (exact for a short clip)."""
+    from livetex.conditioning import seam_ok
+    from livetex.metrics import grey_thumbs, source_changes, visible_level
+    b = tone.bundle()
+    seg = b.segments
+    grey = grey_thumbs(b)
+    assert visible_level(b.array("thumbs")) == pytest.approx(np.percentile(source_changes(grey), 99.5), rel=1e-4)
+    st = tone.seg_states(b)
+    silent, lit = np.flatnonzero(st == 0), np.flatnonzero(st == 1)
+    targets = np.stack([np.minimum(np.arange(seg.count) + 1, seg.count - 1), np.full(seg.count, lit[len(lit) // 2])], 1)
+    ok = seam_ok(b, targets)
+    assert ok[:, 0].all()
+    last = np.asarray(seg.starts) + seg.window_frames - 1
+    dark = [i for i in silent if tone.src[last[i]] == 0]
+    assert dark and not ok[dark, 1].any()
