@@ -15,6 +15,7 @@ counts waiting for a core when the machine is shared.
 Visibility::
 
     python tools/bench_seams.py --quality BUNDLE [BUNDLE ...] [--method random] [--seconds 20]
+                                [--audio SONG [--audio-walk plan|greedy]]
 
 renders each bundle with each mode through ``livetex.render.render`` (a real mp4), decodes it back
 and prints the seam discontinuity ratio and the visible-jump fraction (see ``livetex.seams``).
@@ -132,7 +133,8 @@ def bench_quality(args) -> None:
     for path in args.quality:
         b = load_bundle(path)
         src = seams.source_changes(b.array("thumbs"))
-        tl = run(args.method, WalkRequest(bundle=b, n_frames=max(1, int(round(args.seconds * b.fps))), seed=args.seed))
+        tl = run(args.method, WalkRequest(bundle=b, n_frames=max(1, int(round(args.seconds * b.fps))), seed=args.seed,
+                                          audio=args.audio, extra={"audio_walk": args.audio_walk}))
         name = os.path.splitext(b.manifest["source"]["name"])[0]
         with tempfile.TemporaryDirectory() as tmp:
             for mode in args.modes:
@@ -161,6 +163,8 @@ def main(argv=None) -> None:
     p.add_argument("--method", default="random")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--audio", default=None, help="conditioning audio for the walk (quality mode)")
+    p.add_argument("--audio-walk", default="plan", choices=["plan", "greedy"], help="with --audio (quality mode)")
     p.add_argument("--modes", default="none,fade,flow")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]
