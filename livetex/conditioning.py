@@ -220,8 +220,7 @@ def seam_ok(bundle, targets: np.ndarray, block: int = 256) -> np.ndarray:
     return ok
 
 
-def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,
-              cut_prob: float | None = None, candidates: int = CANDIDATES, bundle=None) -> list[int]:
+class Planner:
     """The sampler's own walk, steered by what the rest of the song will ask for.
 
     Model: a hidden Markov chain whose state at step k is the segment shown, whose prior is the
@@ -237,69 +236,88 @@ def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: i
     prepares for, instead of at the change from wherever the walk happens to be. alpha = 1: the
     unconditional walk; alpha = 0: the music alone.
 
-    Cost: O(K N M) for the backward pass, then one sampler step per output step; O(K N) memory.
+    Cost: O(K N M) for the backward pass (at construction), then one sampler step per output step;
+    O(K N) memory. ``planned_for`` records the (alpha, temperature, threshold) it was built with, so a
+    live caller knows when a control change has made it stale.
     """
-    cut_prob = CUT_PROB if cut_prob is None else float(cut_prob)
-    K, N = T.shape
-    targets, probs = transition_table(s, candidates)
-    ok = seam_ok(bundle, targets) if bundle is not None and SEAM_PENALTY < 1 else None
-    if ok is not None:
-        # cuts the pixels say would show: kept possible, but SEAM_PENALTY times less likely
-        probs = np.where(ok, probs, probs * SEAM_PENALTY)
-        probs /= probs.sum(axis=1, keepdims=True)
-    beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
-    back = loop_band(s)
 
-    def evidence(k: int) -> np.ndarray:     # T_a(k, .) ** beta, scaled to max 1 (row by row: O(N) memory)
-        logt = np.log(np.maximum(np.asarray(T[k], np.float64), 1e-300))
-        if np.isinf(beta):
+    def __init__(self, s, T: np.ndarray, alpha: float, rng: np.random.Generator, bundle=None,
+                 cut_prob: float | None = None, candidates: int = CANDIDATES):
+        self.s, self.T, self.rng, self.bundle = s, T, rng, bundle
+        self.alpha = float(alpha)
+        self.planned_for = (self.alpha, float(s.temperature), float(s.threshold))
+        self.cut_prob = CUT_PROB if cut_prob is None else float(cut_prob)
+        K, N = T.shape
+        self.K, self.N = K, N
+        self.targets, probs = transition_table(s, candidates)
+        self.ok = seam_ok(bundle, self.targets) if bundle is not None and SEAM_PENALTY < 1 else None
+        if self.ok is not None:
+            # cuts the pixels say would show: kept possible, but SEAM_PENALTY times less likely
+            probs = np.where(self.ok, probs, probs * SEAM_PENALTY)
+            probs /= probs.sum(axis=1, keepdims=True)
+        self.beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
+        self.back = loop_band(s)
+        self.dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha 0: music alone
+        self.since = self.dwell
+        b = np.empty((K, N), np.float32)
+        b[K - 1] = 1.0
+        for k in range(K - 2, -1, -1):
+            v = self.evidence(k + 1) * b[k + 1]
+            m = (1.0 - self.cut_prob) * (probs * v[self.targets]).sum(axis=1) + self.cut_prob * v.mean()
+            b[k] = m / m.max()
+        self.b = b
+
+    def evidence(self, k: int) -> np.ndarray:
+        """T_a(k, .) ** beta, scaled to max 1 (row by row: O(N) memory)."""
+        logt = np.log(np.maximum(np.asarray(self.T[k], np.float64), 1e-300))
+        if np.isinf(self.beta):
             return (logt >= logt.max() - 1e-9).astype(np.float64)    # the music's favourites only
-        return np.exp(beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR))
+        return np.exp(self.beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR))
 
-    b = np.empty((K, N), np.float32)
-    b[K - 1] = 1.0
-    for k in range(K - 2, -1, -1):
-        v = evidence(k + 1) * b[k + 1]
-        m = (1.0 - cut_prob) * (probs * v[targets]).sum(axis=1) + cut_prob * v.mean()
-        b[k] = m / m.max()
-
-    def draw(w: np.ndarray) -> int:
+    def _draw(self, w: np.ndarray) -> int:
         c = np.cumsum(w)
-        return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), len(w) - 1))
+        return int(min(np.searchsorted(c, self.rng.random() * c[-1], side="right"), len(w) - 1))
 
-    if start is None:
-        w = evidence(0) * b[0]
-        w[max(1, N - max(1, N // 8)):] = 0.0       # not at the very end: the walk needs room to run
-        start = draw(w) if w.sum() > 0 else 0
-    s.reset(int(start))
-    steps = [int(start)]
-    dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha = 0: the music alone
-    since = dwell
-    for k in range(1, K):
-        t = s.t
+    def start(self) -> int:
+        """A first segment: where the song's beginning is best followed (not at the very end)."""
+        w = self.evidence(0) * self.b[0]
+        w[max(1, self.N - max(1, self.N // 8)):] = 0.0
+        return self._draw(w) if w.sum() > 0 else 0
+
+    def step(self, k: int) -> int:
+        """Move the sampler to step k's segment (k in 1..K-1) and return it."""
+        s, N, t = self.s, self.N, self.s.t
         logits = s.logits(t)
-        if since < dwell and t + 1 < N and np.isfinite(logits[t + 1]):
-            steps.append(s.move(t + 1))         # show each landing for at least MIN_DWELL_S
-            since += 1
-            continue
+        if self.since < self.dwell and t + 1 < N and np.isfinite(logits[t + 1]):
+            self.since += 1
+            return s.move(t + 1)                 # show each landing for at least MIN_DWELL_S
         allowed = np.isfinite(logits)
         p = np.exp(logits - logits.max())
         p /= p.sum()
         p[p < s.threshold * p.max()] = 0.0
-        if ok is not None:
+        if self.ok is not None:
             pen = np.full(N, SEAM_PENALTY)
-            pen[targets[t][ok[t]]] = 1.0
+            pen[self.targets[t][self.ok[t]]] = 1.0
             p *= pen
             p /= p.sum()
-        w = ((1.0 - cut_prob) * p + (cut_prob / N) * allowed) * evidence(k) * b[k]
-        w[max(0, t - back):t] = 0.0                  # as in the prior: no short loops
+        w = ((1.0 - self.cut_prob) * p + (self.cut_prob / N) * allowed) * self.evidence(k) * self.b[k]
+        w[max(0, t - self.back):t] = 0.0             # as in the prior: no short loops
         if w.sum() <= 0:      # everything the music wants is blocked by the guards right now
-            w = np.asarray(T[k], np.float64) * allowed
+            w = np.asarray(self.T[k], np.float64) * allowed
             if w.sum() <= 0:
                 w = p
-        steps.append(s.move(draw(w)))
-        since = since + 1 if steps[-1] == t + 1 else 1
-    return steps
+        j = s.move(self._draw(w))
+        self.since = self.since + 1 if j == t + 1 else 1
+        return j
+
+
+def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,
+              cut_prob: float | None = None, candidates: int = CANDIDATES, bundle=None) -> list[int]:
+    """A whole planned walk of len(T) steps (see :class:`Planner`)."""
+    p = Planner(s, T, alpha, rng, bundle, cut_prob, candidates)
+    first = p.start() if start is None else int(start)
+    s.reset(first)
+    return [first] + [p.step(k) for k in range(1, p.K)]
 
 
 def loop_band(s) -> int:

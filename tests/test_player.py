@@ -164,7 +164,7 @@ def test_prefetcher_never_blocks_and_honours_seam_frames(play_bundle):
         p.close()
 
 
-def _scheduler(bundle_path, clock, song=None, live=None, mic=None, seamer=None, seed=0):
+def _scheduler(bundle_path, clock, song=None, live=None, mic=None, seamer=None, seed=0, plan=False):
     from livetex.bundle import load_bundle
     from livetex.player.controls import Controls
     from livetex.player.prefetch import Prefetcher
@@ -176,8 +176,12 @@ def _scheduler(bundle_path, clock, song=None, live=None, mic=None, seamer=None, 
     sampler = Sampler(b.array("phi"), b.array("psi"), seg.stride_frames / b.fps, 0.2, 0.1, seed)
     stats = Stats()
     pf = Prefetcher(b.store, stats)
+    planner = None
+    if plan:
+        from livetex.conditioning import Planner
+        planner = Planner(sampler, song.rows(), 0.5, sampler.rng, b)
     s = Scheduler(sampler, seg, b.fps, clock, Controls(0.2, 0.1, 0.5), pf, stats, start=0, song=song, live=live,
-                  mic=mic, seamer=seamer, store=b.store)
+                  mic=mic, seamer=seamer, store=b.store, planner=planner)
     return b, s, pf, stats
 
 
@@ -254,6 +258,37 @@ def test_song_rows_are_the_offline_rows(play_bundle, media):
     for r in stats.records:   # the window of step k ends with the step's last frame
         assert r["audio_t"] == pytest.approx((s.first_frame(r["k"]) + s.S) / s.fps, abs=1e-3)
         assert r["audio_pref"] is not None
+
+
+def test_song_walk_is_planned_and_replanned_when_the_controls_move(play_bundle, media):
+    """With a song file the player follows a plan over the whole song (the rows are the per-step ones);
+    when alpha moves, the steps mix greedily until a plan for the new alpha is ready, then follow it."""
+    from livetex.audio import features as F
+    from livetex.bundle import load_bundle
+    from livetex.media.audio import load_audio
+    from livetex.player.conditioner import SongCondition
+    b = load_bundle(play_bundle)
+    cond = SongCondition(b, load_audio(str(media.av), F.SR, channels=1), "features")
+    rows = cond.rows()
+    assert len(rows) > 10 and cond.window(len(rows))[0] >= len(cond.y) > cond.window(len(rows) - 1)[0]
+    for k in (0, 5, len(rows) - 1):
+        np.testing.assert_allclose(rows[k], cond(k), rtol=1e-5, atol=1e-7)
+    clock = ManualClock(1000.0)
+    _, s, pf, stats = _scheduler(play_bundle, clock, song=cond, plan=True)
+    try:
+        for _ in range(5):
+            s._decide_next()
+        assert all(r["planned"] for r in stats.records)
+        s.controls.alpha = 0.8
+        s._decide_next()
+        assert stats.records[-1]["planned"] is False            # stale plan: this step mixed greedily
+        s._replanning.join(30)
+        assert s.planner.planned_for[0] == pytest.approx(0.8)
+        s._decide_next()
+        assert stats.records[-1]["planned"] is True
+    finally:
+        s.stop()
+        pf.close()
 
 
 class FakeMic:

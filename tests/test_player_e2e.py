@@ -199,6 +199,8 @@ def test_song_is_played_and_is_the_clock(pulse, duet, media_dir, tmp_path):
     assert s["conditioned_decisions"] == s["decisions"] >= 4 / 0.2 - 3
     ts = [r["audio_t"] for r in s["decisions_log"]]
     assert np.allclose(np.diff(ts), b.segments.stride_frames / b.fps)    # one step = one stride of song
+    # the song is known in advance: the walk follows a plan over all of it (as `livetex render --audio`)
+    assert s["audio"]["walk"] == "plan" and all(r["planned"] for r in s["decisions_log"])
 
 
 def test_mic_lost_mid_play_keeps_playing(pulse, duet, media_dir, tmp_path):

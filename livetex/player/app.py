@@ -8,6 +8,7 @@ threads stop, the streams close and the stats file is written.
 from __future__ import annotations
 
 import os
+import time
 import sys
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ class PlayConfig:
     threshold: float | None = None
     alpha: float | None = None
     audio_model: str | None = None
+    audio_walk: str = "plan"       # with a song file: "plan" the walk over the whole song, or mix "greedy"ly
     interpolate: str | None = None
     duration: float | None = None
     stats: str | None = None
@@ -119,7 +121,7 @@ def play(cfg: PlayConfig) -> dict:
                         fullscreen=cfg.fullscreen)
 
     # ---- audio (devices are checked before any window opens)
-    song_cond = live = mic = song_player = None
+    song_cond = live = mic = song_player = planner = None
     audio_info: dict = {"mode": "none"}
     if cfg.audio == "mic":
         from ..audio import features as F
@@ -138,13 +140,25 @@ def play(cfg: PlayConfig) -> dict:
         check_file(cfg.audio)
         song_cond = SongCondition(bundle, load_audio(cfg.audio, F.SR, channels=1), cfg.audio_model)
         song_player = FilePlayer(cfg.audio, cfg.output_device, stats=stats)
-        # The picture starts in tune, as offline: the first segment is drawn from the song's first row.
-        p0 = np.asarray(song_cond(0), np.float64)
-        p0[max(1, sampler.N - max(1, sampler.N // 8)):] = 0.0
-        if p0.sum() > 0:
-            start = int(rng.choice(sampler.N, p=p0 / p0.sum()))
+        if cfg.audio_walk == "plan":
+            # The whole song is known: plan the walk as `livetex render --audio` does (cuts where the
+            # picture allows them, ahead of the music); starts where the song's beginning fits best.
+            from ..conditioning import Planner
+            t0 = time.perf_counter()
+            planner = Planner(sampler, song_cond.rows(), controls.alpha, sampler.rng, bundle)
+            start = planner.start()
+            stats.info["plan_seconds"] = round(time.perf_counter() - t0, 3)
+            _log(f"planned the walk over the song ({planner.K} steps, {sampler.N} segments) in "
+                 f"{stats.info['plan_seconds']:.1f} s (--audio-walk greedy skips this)")
+        else:
+            # The picture starts in tune, as offline: the first segment is drawn from the song's first row.
+            p0 = np.asarray(song_cond(0), np.float64)
+            p0[max(1, sampler.N - max(1, sampler.N // 8)):] = 0.0
+            if p0.sum() > 0:
+                start = int(rng.choice(sampler.N, p=p0 / p0.sum()))
         audio_info = {"mode": "file", "path": os.path.abspath(cfg.audio), "device": song_player.device_name,
                       "sr": song_player.sr, "seconds": round(song_player.duration, 3), "model": song_cond.name,
+                      "walk": cfg.audio_walk,
                       "gain_db": round(float(20 * np.log10(max(song_cond.gain, 1e-9))), 2)}
     elif cfg.input_device:
         _log("--input-device is ignored without --audio mic")
@@ -179,7 +193,7 @@ def play(cfg: PlayConfig) -> dict:
             stats.info["osc_port"] = osc.port
             _log(f"OSC listening on {cfg.osc_host}:{osc.port} (/livetex/temperature, /alpha, /threshold, ...)")
         scheduler = Scheduler(sampler, seg, fps, clock, controls, prefetcher, stats, start, song=song_cond,
-                              live=live, mic=mic, seamer=seamer, store=bundle.store)
+                              live=live, mic=mic, seamer=seamer, store=bundle.store, planner=planner)
 
         def status() -> str:
             if mic is not None:

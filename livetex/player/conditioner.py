@@ -72,6 +72,20 @@ class SongCondition:
         w = F.frame_windows(self.y, np.array([a]), self.window_samples)
         return self.model.probs(self.model.query(w, self.gain))[0]
 
+    def rows(self, batch: int = 256) -> np.ndarray:
+        """Every step's row until the song is over, (K, N): what a planned walk needs up front. The same
+        rows as ``self(k)``, computed in batches."""
+        from ..audio import features as F
+        K = 0
+        while self.window(K)[0] < len(self.y):
+            K += 1
+        out = []
+        for a in range(0, K, batch):
+            starts = np.array([self.window(k)[0] for k in range(a, min(K, a + batch))])
+            out.append(self.model.probs(self.model.query(F.frame_windows(self.y, starts, self.window_samples),
+                                                          self.gain)))
+        return np.concatenate(out).astype(np.float32)
+
 
 class MicCondition:
     """Streaming microphone audio -> T_a rows, one per completed stride (a LiveEmbedder)."""

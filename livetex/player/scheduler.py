@@ -58,16 +58,23 @@ class Scheduler(threading.Thread):
     controls : Controls. prefetcher : Prefetcher. stats : Stats.
     start : first segment.
     song : SongCondition (``song(k)`` -> row) or None.
+    planner : livetex.conditioning.Planner over the song's rows, or None (then each step mixes its row in,
+        as with a microphone). A planner is used while it matches the controls it was built for; after
+        a change of alpha, temperature or threshold the steps mix greedily until a new one, built on a
+        background thread, is ready.
     live, mic : MicCondition (``push(samples)`` -> LiveSteps) and the MicInput feeding it, or None.
     seamer : livetex.seams.Seamer or None; store : the frame store (for seam frames).
     """
 
     def __init__(self, sampler, segments, fps: float, clock, controls, prefetcher, stats, start: int,
-                 song=None, live=None, mic=None, seamer=None, store=None, budget_s: float = DECIDE_BUDGET_S):
+                 song=None, live=None, mic=None, seamer=None, store=None, budget_s: float = DECIDE_BUDGET_S,
+                 planner=None):
         super().__init__(name="livetex-scheduler", daemon=True)
         self.sampler, self.seg, self.fps = sampler, segments, float(fps)
         self.clock, self.controls, self.prefetcher, self.stats = clock, controls, prefetcher, stats
         self.song, self.live, self.mic = song, live, mic
+        self.planner = planner
+        self._replanning: threading.Thread | None = None
         self.seamer, self.store = seamer, store
         self.W, self.S = segments.window_frames, segments.stride_frames
         self.T = self.S / self.fps
@@ -197,7 +204,10 @@ class Scheduler(threading.Thread):
         s = self.sampler
         s.temperature, s.threshold = c.temperature, c.threshold
         alpha = c.alpha if extra is not None else 1.0
-        j = s.step(extra, alpha)
+        planner = self._planner(k, extra, alpha)
+        j = planner.step(k) if planner is not None else s.step(extra, alpha)
+        if self.planner is not None:
+            info["planned"] = planner is not None
         t_dec = time.perf_counter()
         now = self.clock.now()
         jump = j != self.prev_segment + 1
@@ -216,6 +226,28 @@ class Scheduler(threading.Thread):
         self.stats.record(rec)
         self.prev_segment = j
         self.k = k + 1
+
+    def _planner(self, k: int, extra, alpha: float):
+        """The song's planner if it applies to step k as the controls stand, else None (and, if the
+        controls have moved, a new planner is started in the background)."""
+        pl = self.planner
+        if pl is None or extra is None or k >= pl.K:
+            return None
+        want = (float(alpha), float(self.sampler.temperature), float(self.sampler.threshold))
+        if pl.planned_for == want:
+            return pl
+        if self._replanning is None or not self._replanning.is_alive():
+            def rebuild():
+                from ..conditioning import Planner
+                try:
+                    new = Planner(self.sampler, pl.T, want[0], pl.rng, pl.bundle)
+                    if new.planned_for == want:   # the sampler's controls may have moved meanwhile
+                        self.planner = new
+                except Exception:                # keep playing (greedily) whatever happens here
+                    self.condition_errors += 1
+            self._replanning = threading.Thread(target=rebuild, name="livetex-replan", daemon=True)
+            self._replanning.start()
+        return None
 
     # ---- audio
     def _audio(self, k: int, deadline: float) -> tuple[np.ndarray | None, dict, list[float]]:
