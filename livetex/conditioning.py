@@ -39,6 +39,7 @@ from .audio import features as F
 from .audio.models import AudioModel, load_audio_model
 from .errors import LivetexError
 from .media.audio import load_audio
+from .sampler import draw
 from .segments import Segments
 from .walks import WalkRequest, n_steps, register, segment_timeline
 
@@ -185,7 +186,7 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
         sl[has] = (np.einsum("nd,nd->n", s.phi[rows[has]], s.psi[succ[has]]) / s.temperature)
         if has.any():
             z[np.flatnonzero(has), succ[has]] = -np.inf                    # the successor is column 0
-        top = np.argpartition(-z, M - 1, axis=1)[:, :M] if M < N else np.argsort(-z, axis=1)[:, :M]
+        top = np.argpartition(-z, M - 1, axis=1)[:, :M]
         targets[rows, 0] = np.minimum(succ, N - 1)
         targets[rows, 1:] = top
         logit[rows, 0] = sl
@@ -242,15 +243,17 @@ class Planner:
     """
 
     def __init__(self, s, T: np.ndarray, alpha: float, rng: np.random.Generator, bundle=None,
-                 cut_prob: float | None = None, candidates: int = CANDIDATES):
+                 cut_prob: float | None = None, candidates: int = CANDIDATES, previous: "Planner | None" = None):
         self.s, self.T, self.rng, self.bundle = s, T, rng, bundle
-        self.alpha = float(alpha)
-        self.planned_for = (self.alpha, float(s.temperature), float(s.threshold))
+        self.planned_for = (float(alpha), float(s.temperature), float(s.threshold))
         self.cut_prob = CUT_PROB if cut_prob is None else float(cut_prob)
         K, N = T.shape
         self.K, self.N = K, N
         self.targets, probs = transition_table(s, candidates)
-        self.ok = seam_ok(bundle, self.targets) if bundle is not None and SEAM_PENALTY < 1 else None
+        if previous is not None and np.array_equal(previous.targets, self.targets):
+            self.ok = previous.ok        # a re-plan (new alpha or tau): the same cuts, already checked
+        else:
+            self.ok = seam_ok(bundle, self.targets) if bundle is not None and SEAM_PENALTY < 1 else None
         if self.ok is not None:
             # cuts the pixels say would show: kept possible, but SEAM_PENALTY times less likely
             probs = np.where(self.ok, probs, probs * SEAM_PENALTY)
@@ -274,15 +277,11 @@ class Planner:
             return (logt >= logt.max() - 1e-9).astype(np.float64)    # the music's favourites only
         return np.exp(self.beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR))
 
-    def _draw(self, w: np.ndarray) -> int:
-        c = np.cumsum(w)
-        return int(min(np.searchsorted(c, self.rng.random() * c[-1], side="right"), len(w) - 1))
-
     def start(self) -> int:
         """A first segment: where the song's beginning is best followed (not at the very end)."""
         w = self.evidence(0) * self.b[0]
         w[max(1, self.N - max(1, self.N // 8)):] = 0.0
-        return self._draw(w) if w.sum() > 0 else 0
+        return draw(w, self.rng) if w.sum() > 0 else 0
 
     def step(self, k: int) -> int:
         """Move the sampler to step k's segment (k in 1..K-1) and return it."""
@@ -292,9 +291,7 @@ class Planner:
             self.since += 1
             return s.move(t + 1)                 # show each landing for at least MIN_DWELL_S
         allowed = np.isfinite(logits)
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
-        p[p < s.threshold * p.max()] = 0.0
+        p = s.distribution(t, logits=logits)
         if self.ok is not None:
             pen = np.full(N, SEAM_PENALTY)
             pen[self.targets[t][self.ok[t]]] = 1.0
@@ -306,7 +303,7 @@ class Planner:
             w = np.asarray(self.T[k], np.float64) * allowed
             if w.sum() <= 0:
                 w = p
-        j = s.move(self._draw(w))
+        j = s.move(draw(w, self.rng))
         self.since = self.since + 1 if j == t + 1 else 1
         return j
 

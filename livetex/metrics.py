@@ -28,8 +28,8 @@ REVISIT_S = 5.0
 
 def grey_thumbs(bundle) -> np.ndarray:
     """(n, h, w) float32 grey levels 0..255 of the bundle's thumbnails."""
-    t = np.asarray(bundle.array("thumbs"), np.float32)
-    return t @ np.array([0.299, 0.587, 0.114], np.float32)
+    th = bundle.array("thumbs")
+    return grey_frames(th, np.arange(len(th)))
 
 
 def frame_change(grey: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -49,6 +49,12 @@ JUMP_MEMORY_S = 30.0             # ... this many seconds (the diversity score's 
 AUDIO_SLACK = 1.0                # nats: how much worse than its favourite the music may find continuing
 
 
+def draw(p: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn with probability proportional to the weights ``p`` (>= 0, not all 0)."""
+    c = np.cumsum(p)
+    return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), len(p) - 1))
+
+
 def normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
@@ -147,15 +153,17 @@ class Sampler:
         """Boolean mask of the segments the walk may enter from t right now."""
         return np.isfinite(self.logits(t))
 
-    def distribution(self, t: int | None = None, extra: np.ndarray | None = None, alpha: float = 1.0) -> np.ndarray:
+    def distribution(self, t: int | None = None, extra: np.ndarray | None = None, alpha: float = 1.0,
+                     logits: np.ndarray | None = None) -> np.ndarray:
         """Next-segment probabilities from t (default: the current segment), shape (N,).
 
         ``extra`` is another distribution over segments (e.g. audio-driven), mixed in as
         ``alpha * P_visual + (1 - alpha) * extra`` before the threshold, under the same guards.
+        ``logits``: :meth:`logits` of t, if the caller already has them (not modified).
         Cost: one (N, d) matrix-vector product plus a few O(N) passes.
         """
         t = self.t if t is None else t
-        logits = self.logits(t)
+        logits = self.logits(t) if logits is None else logits.copy()
         p = np.exp(logits - logits.max())
         p /= p.sum()
         if extra is not None and alpha < 1.0:
@@ -180,10 +188,7 @@ class Sampler:
 
     def step(self, extra: np.ndarray | None = None, alpha: float = 1.0) -> int:
         """Move to the next segment and return it."""
-        p = self.distribution(self.t, extra, alpha)
-        nz = np.flatnonzero(p)
-        c = np.cumsum(p[nz])
-        return self.move(int(nz[min(np.searchsorted(c, self.rng.random() * c[-1], side="right"), len(nz) - 1)]))
+        return self.move(draw(self.distribution(self.t, extra, alpha), self.rng))
 
     def move(self, j: int) -> int:
         """Go to segment j (chosen by the caller, e.g. a planned walk), keeping the visit history."""
