@@ -255,31 +255,38 @@ class Planner:
         else:
             self.ok = seam_ok(bundle, self.targets) if bundle is not None and SEAM_PENALTY < 1 else None
         if self.ok is not None:
-            # cuts the pixels say would show: kept possible, but SEAM_PENALTY times less likely
+            # Cuts the pixels say would show stay possible but SEAM_PENALTY times less likely, and the
+            # rows are *not* renormalised: a segment whose every way on shows (the clip's last one,
+            # where the walk must cut) then really costs, so the plan avoids running into it.
             probs = np.where(self.ok, probs, probs * SEAM_PENALTY)
-            probs /= probs.sum(axis=1, keepdims=True)
         self.beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
         self.back = loop_band(s)
         self.dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha 0: music alone
         self.since = self.dwell
-        b = np.empty((K, N), np.float32)
-        b[K - 1] = 1.0
+        # log b_k, each row shifted to max 0: in logs because a long run of disagreement would
+        # underflow the plain messages, and a row of zeros would leave the walk nothing to follow
+        logb = np.empty((K, N), np.float32)
+        logb[K - 1] = 0.0
         for k in range(K - 2, -1, -1):
-            v = self.evidence(k + 1) * b[k + 1]
+            lv = self.log_evidence(k + 1) + logb[k + 1]
+            top = lv.max()
+            v = np.exp(lv - top)
             m = (1.0 - self.cut_prob) * (probs * v[self.targets]).sum(axis=1) + self.cut_prob * v.mean()
-            b[k] = m / m.max()
-        self.b = b
+            lm = np.log(np.maximum(m, 1e-300))
+            logb[k] = lm - lm.max()
+        self.logb = logb
 
-    def evidence(self, k: int) -> np.ndarray:
-        """T_a(k, .) ** beta, scaled to max 1 (row by row: O(N) memory)."""
+    def log_evidence(self, k: int) -> np.ndarray:
+        """log T_a(k, .) ** beta, shifted to max 0, each entry at least -beta * AUDIO_FLOOR (O(N) memory)."""
         logt = np.log(np.maximum(np.asarray(self.T[k], np.float64), 1e-300))
         if np.isinf(self.beta):
-            return (logt >= logt.max() - 1e-9).astype(np.float64)    # the music's favourites only
-        return np.exp(self.beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR))
+            return np.where(logt >= logt.max() - 1e-9, 0.0, -np.inf)    # the music's favourites only
+        return self.beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR)
 
     def start(self) -> int:
         """A first segment: where the song's beginning is best followed (not at the very end)."""
-        w = self.evidence(0) * self.b[0]
+        lw = self.log_evidence(0) + self.logb[0]
+        w = np.exp(lw - lw.max())
         w[max(1, self.N - max(1, self.N // 8)):] = 0.0
         return draw(w, self.rng) if w.sum() > 0 else 0
 
@@ -297,7 +304,8 @@ class Planner:
             pen[self.targets[t][self.ok[t]]] = 1.0
             p *= pen
             p /= p.sum()
-        w = ((1.0 - self.cut_prob) * p + (self.cut_prob / N) * allowed) * self.evidence(k) * self.b[k]
+        lw = self.log_evidence(k) + self.logb[k]
+        w = ((1.0 - self.cut_prob) * p + (self.cut_prob / N) * allowed) * np.exp(lw - lw.max())
         w[max(0, t - self.back):t] = 0.0             # as in the prior: no short loops
         if w.sum() <= 0:      # everything the music wants is blocked by the guards right now
             w = np.asarray(self.T[k], np.float64) * allowed

@@ -528,3 +528,49 @@ def test_seam_check_marks_cuts_the_pixels_would_show(tone):
     last = np.asarray(seg.starts) + seg.window_frames - 1
     dark = [i for i in silent if tone.src[last[i]] == 0]
     assert dark and not ok[dark, 1].any()
+
+
+def test_default_audio_model_is_the_one_whose_matches_predict_the_picture(tone):
+    """picture_score: on the tone video (picture tied to sound) both models' matches show the right
+    picture; with the sound shuffled against the picture the score drops to chance. The fit stores
+    each model's score and the default they pick; a bundle without that record gets the same choice."""
+    from livetex.audio import pick_model, picture_score
+    from livetex.audio.fit import segment_pictures
+    from livetex.audio.models import _features, picture_scores, resolve_name, _DEFAULTS
+    b = tone.bundle()
+    fitm = b.manifest["audio_fit"]
+    scores = {k: fitm[k]["picture_score"] for k in ("features", "av")}
+    assert min(scores.values()) > 0.5, scores
+    assert fitm["default_model"] == pick_model(scores) == resolve_name(b, None)
+    m = _features(b)
+    pics = segment_pictures(b.array("thumbs"), b.segments)
+    shuffled = np.random.default_rng(0).permutation(len(pics))
+    assert abs(picture_score(m.source, m.keys, m.tau, pics[shuffled])) < 0.2
+    assert picture_scores(b) == pytest.approx(scores, abs=1e-6)
+    del b.manifest["audio_fit"]["default_model"]          # as in a bundle fitted before the choice
+    _DEFAULTS.clear()
+    assert resolve_name(b, None) == pick_model(scores)
+    assert resolve_name(b, "features") == "features"
+    assert pick_model({"features": 0.40, "av": 0.37}) == "features" and pick_model({"features": 0.35, "av": 0.60}) == "av"
+    assert pick_model({"features": 0.3}) == "features"
+
+
+def test_plan_messages_stay_finite_over_a_long_insistent_song(tone):
+    """Backward messages are kept in logs: with cuts the picture does not allow made rare (cut_prob
+    1e-60), 400 steps (80 s) of a song that wants only the silent picture put more nats between
+    segments than float32 holds: no row of zeros, no NaN, and the walk still runs on its guards."""
+    from livetex.conditioning import Planner
+    from livetex.sampler import sampler_for
+    from livetex.walks import WalkRequest
+    b = tone.bundle()
+    st = tone.seg_states(b)
+    s, _ = sampler_for(WalkRequest(bundle=b, n_frames=100), "contrastive", no_jump_back_s=0.0)
+    K = 400
+    T = np.where(st == 0, 1.0, 1e-30)[None].repeat(K, 0) / (st == 0).sum()
+    p = Planner(s, T.astype(np.float32), 0.5, np.random.default_rng(0), bundle=b, cut_prob=1e-60)
+    assert np.isfinite(p.logb).all() and (p.logb.max(axis=1) == 0).all()
+    assert p.logb.min() < -88           # plain float32 messages would have underflowed to 0 here
+    first = p.start()
+    s.reset(first)
+    steps = [first] + [p.step(k) for k in range(1, K)]
+    assert all(0 <= j < s.N for j in steps) and len(set(steps)) > 0.5 * s.N

@@ -175,6 +175,10 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
         grey = grey_thumbs(b)
         ref = None
         print(f"\n{os.path.basename(path.rstrip('/'))}  ({b.n_frames / b.fps:.0f} s, {b.segments.count} segments)")
+        from livetex.audio.models import picture_scores, resolve_name
+        ps = picture_scores(b)
+        print(f"  default audio model: {resolve_name(b, None)}  (picture scores: "
+              + ", ".join(f"{k} {v:+.2f}" for k, v in ps.items()) + ")")
         for label, method, a, model, walk in configs:
             if model == "av" and not b.has("audio_av"):
                 continue

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from . import AHEAD, SILENCE_DB, calibrate_tau, reference_db, window_levels
+from . import AHEAD, SILENCE_DB, calibrate_tau, pick_model, picture_score, reference_db, window_levels
 from . import avmodel
 from . import features as F
 
@@ -38,6 +38,15 @@ def segment_windows(seg, sr: int = F.SR) -> tuple[np.ndarray, int]:
     """Start sample of every segment's audio window, and the (constant) window length in samples."""
     starts = np.array([seg.sample_range(i, sr)[0] for i in range(seg.count)], np.int64)
     return starts, seg.window_samples(sr)
+
+
+def segment_pictures(thumbs, seg) -> np.ndarray:
+    """(N, 256) what each segment shows: the first frame of its tail as 16 x 16 grey levels (for
+    :func:`livetex.audio.picture_score`). Reads N thumbnails."""
+    import cv2
+    from ..metrics import grey_frames
+    g = grey_frames(thumbs, np.asarray(seg.starts, np.int64) + seg.window_frames - seg.stride_frames)
+    return np.stack([cv2.resize(x, (16, 16), interpolation=cv2.INTER_AREA).ravel() for x in g]).reshape(len(g), -1)
 
 
 def fit_audio(bw, seg, thumbs: np.ndarray, seed: int = 0, progress: bool = True, av: bool = True) -> dict:
@@ -91,6 +100,13 @@ def fit_audio(bw, seg, thumbs: np.ndarray, seed: int = 0, progress: bool = True,
                          "seconds": r["seconds"]}
     elif av:
         summary["av"] = {"skipped": f"needs at least {avmodel.MIN_SEGMENTS} segments, the clip has {seg.count}"}
+    # Which model's matches go with the right picture, on the source itself: the default model
+    pics = segment_pictures(thumbs, seg)
+    summary["features"]["picture_score"] = picture_score(emb, emb, tau_f, pics, seed=seed)
+    if "tau" in summary.get("av", {}):
+        summary["av"]["picture_score"] = picture_score(src, keys, tau_av, pics, seed=seed)
+    summary["default_model"] = pick_model({k: summary[k]["picture_score"] for k in ("features", "av")
+                                           if "picture_score" in summary.get(k, {})})
     bw.manifest["audio_fit"] = summary
     return summary
 

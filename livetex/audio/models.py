@@ -12,8 +12,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import LivetexError
-from . import (AHEAD, AUDIO_MODELS, DEFAULT_AUDIO_MODEL, FALLBACK_AUDIO_MODEL, calibrate_tau, check_model_name,
-               SILENCE_DB, audio_probs, level_db, reference_db, run_ahead, scores, window_levels)
+from . import (AHEAD, AUDIO_MODELS, FALLBACK_AUDIO_MODEL, SILENCE_DB, audio_probs, calibrate_tau, check_model_name,
+               level_db, pick_model, picture_score, reference_db, run_ahead, scores, window_levels)
 from . import features as F
 
 
@@ -95,12 +95,34 @@ def require_audio(bundle) -> None:
 
 
 def resolve_name(bundle, name: str | None) -> str:
-    """The audio model to use: ``name``, or the default (``av`` when the bundle has it, else ``features``)."""
-    if name is None:
-        return DEFAULT_AUDIO_MODEL if (DEFAULT_AUDIO_MODEL != "av" or bundle.has("audio_av")) else FALLBACK_AUDIO_MODEL
-    return check_model_name(name)
+    """The audio model to use: ``name``, or the bundle's default: the model whose matches best predict
+    the source's own picture (:func:`livetex.audio.pick_model`), chosen at fit time; for bundles fitted
+    before that choice existed it is worked out now (well under a second)."""
+    if name is not None:
+        return check_model_name(name)
+    chosen = bundle.manifest.get("audio_fit", {}).get("default_model")
+    if chosen is None:
+        chosen = _DEFAULTS.get((bundle.path, bundle.manifest.get("created")))
+    if chosen is None:
+        chosen = pick_model(picture_scores(bundle))
+        _DEFAULTS[(bundle.path, bundle.manifest.get("created"))] = chosen
+    return chosen if chosen != "av" or bundle.has("audio_av") else FALLBACK_AUDIO_MODEL
 
 
+def picture_scores(bundle) -> dict:
+    """{model: :func:`livetex.audio.picture_score`} for the models the bundle has (features, av)."""
+    from .fit import segment_pictures
+    pics = segment_pictures(bundle.array("thumbs"), bundle.segments)
+    out = {}
+    for name, make in (("features", _features), ("av", _av)):
+        if name == "av" and not bundle.has("audio_av"):
+            continue
+        m = make(bundle)
+        out[name] = picture_score(m.source, m.keys, m.tau, pics)
+    return out
+
+
+_DEFAULTS: dict = {}
 _CACHE: dict = {}
 
 
