@@ -22,8 +22,8 @@ plans instead (:func:`plan_walk`, the default; ``--audio-walk greedy`` gives the
 backward pass over a hidden Markov model (prior: the unconditional walk; evidence: T_a) tells, for every
 step and segment, how well the rest of the song can be followed from there, and the sampler walks
 forward weighted by it, with all its anti-stutter guards. Cuts then land where the picture allows them,
-ahead of the change in the music: on the clips in ../shared/media, 3-9x fewer cuts than the
-step-by-step mix (tools/bench_audio.py --eval).
+ahead of the change in the music, and a cut that would show costs so much (SEAM_COST) that the music
+gets its way through cuts that do not (tools/bench_audio.py --eval).
 
 Also here: the conditional baselines ``random-clip`` and ``audio-nn``.
 """
@@ -146,11 +146,14 @@ def conditioned_walk(req: WalkRequest):
 
 
 AUDIO_WALKS = ("plan", "greedy")
-CUT_PROB = 1e-15       # prior probability of a cut the picture does not allow (to any segment at all)
+CUT_PROB = 1e-15       # prior probability of a cut the visual model does not rate (to any segment at all),
+                       # before its seam cost
 CANDIDATES = 32        # visual jump targets kept per segment in the planned walk
 AUDIO_FLOOR = 30.0     # nats: the most the music can hold against a segment at one step (else T_a underflow
                        # to 0 outweighs any cut cost and every disagreement cuts at once)
-SEAM_PENALTY = 1e-3    # planned walk: a cut the pixels say would show is this much less likely (1: off)
+SEAM_COST = 500.0      # nats per unit of seam excess (SeamCost): a cut that changes the picture 10% more than
+                       # the source ever does from one frame to the next is e^50 times less likely (0: off)
+SEAM_CANDIDATES = 32   # cuts the visual model does not rate, kept per segment: the least visible ones
 MIN_DWELL_S = 0.6      # after a cut the planned walk shows at least this much before cutting again
 MIN_LOOP_S = 5.0       # the planned walk never jumps back by less than this: shorter loops are stutters
 AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
@@ -198,67 +201,155 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
     return targets, p
 
 
-def seam_ok(bundle, targets: np.ndarray, block: int = 256) -> np.ndarray:
-    """(N, 1 + M) bool: would the cut from segment i to ``targets[i, c]`` be invisible? That is, is the
-    change between the last frame shown from i and the first frame appended from the target no larger
-    than the source's own visible-jump level (:func:`livetex.metrics.visible_level`)? Column 0 (the
-    natural successor) is always True. Reads 2 N thumbnails, in blocks."""
-    from .metrics import grey_frames, visible_level
-    seg = bundle.segments
-    th = bundle.array("thumbs")
-    starts = np.asarray(seg.starts, np.int64)
-    # grey levels rounded to uint8 (differences off by < 1 level; 3 KB per frame even for N = 20,000)
-    last = np.rint(grey_frames(th, starts + seg.window_frames - 1)).astype(np.int16)          # shown before a cut
-    first = np.rint(grey_frames(th, starts + seg.window_frames - seg.stride_frames)).astype(np.int16)  # after
-    level = visible_level(th)
-    ok = np.ones(targets.shape, bool)
-    n_px = last.shape[1] * last.shape[2]
-    last, first = last.reshape(len(last), n_px), first.reshape(len(first), n_px)
-    for a in range(0, len(targets), block):
-        d = np.abs(last[a:a + block, None] - first[targets[a:a + block]]).sum(axis=2, dtype=np.int64)
-        ok[a:a + block] = d <= level * n_px
-    ok[:, 0] = True
-    return ok
+class SeamCost:
+    """How much a cut would show: the *excess* of the cut i -> j is ``max(0, d / level - 1)``, d the mean
+    absolute grey change between the last frame shown from i and the first frame appended from j, level
+    the source's own 99.5th-percentile change between consecutive frames (:func:`livetex.metrics.
+    visible_level`), both on the bundle's thumbnails: 0 means the cut is invisible by the visible-jump
+    metric, 1 that it changes the picture twice as much as the source ever does by itself. Unlike a
+    yes/no check this tells a cut that barely shows from one that flashes a different scene, and it
+    reads the same on a video made of abrupt changes (where cuts of that size are the picture's own
+    language) as on a smooth one.
+
+    Holds the 2 N frames a cut joins as uint8 grey (2 x 5 KB per segment with 64 px thumbnails) plus
+    16 px copies for finding candidates; reads 2 N thumbnails, in blocks.
+    """
+
+    SMALL = 16
+
+    def __init__(self, bundle, block: int = 2048):
+        from .metrics import visible_level
+        seg = bundle.segments
+        th = bundle.array("thumbs")
+        starts = np.asarray(seg.starts, np.int64)
+        self.last, self.last_small = self._grey(th, starts + seg.window_frames - 1, block)    # shown before a cut
+        self.first, self.first_small = self._grey(th, starts + seg.window_frames - seg.stride_frames, block)  # after
+        self.level = max(visible_level(th), 1e-3)
+        self.N = len(starts)
+
+    def _grey(self, th, index: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+        import cv2
+        from .metrics import grey_frames
+        full = small = None
+        for a in range(0, len(index), block):
+            g = grey_frames(th, index[a:a + block])
+            if full is None:
+                full = np.empty((len(index), g.shape[1] * g.shape[2]), np.uint8)
+                small = np.empty((len(index), self.SMALL * self.SMALL), np.float32)
+            full[a:a + len(g)] = np.rint(g).reshape(len(g), -1)   # grey levels off by < 1: a fraction of `level`
+            for i, x in enumerate(g):
+                small[a + i] = cv2.resize(x, (self.SMALL, self.SMALL), interpolation=cv2.INTER_AREA).ravel()
+        return full, small
+
+    def pairs(self, targets: np.ndarray, block: int = 128) -> np.ndarray:
+        """(N, M) excess of the cuts i -> targets[i, c] (the successor's is 0 by definition)."""
+        x = np.empty(targets.shape, np.float64)
+        n_px = self.last.shape[1]
+        for a in range(0, len(targets), block):
+            d = np.abs(self.last[a:a + block, None].astype(np.int16) - self.first[targets[a:a + block]]).sum(
+                axis=2, dtype=np.int64) / n_px
+            x[a:a + block] = np.maximum(d / self.level - 1.0, 0.0)
+        x[targets == (np.arange(len(targets))[:, None] + 1)] = 0.0
+        return x
+
+    def least_visible(self, s, m: int, exclude: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """For every segment the ``m`` least visible cuts allowed by the planned walk's static guards and
+        not in ``exclude[i]``: (targets (N, m), excess (N, m); inf where fewer cuts are allowed).
+        Candidates (2 m) come from squared distances of 16 px copies (matrix products), then are
+        measured exactly. O(N^2) work (tools/bench_audio.py: ~3 s at N = 5,000)."""
+        N = self.N
+        m = max(1, min(m, N - 1))
+        pre = min(N, 2 * m)
+        a, b = self.last_small, self.first_small
+        a2, b2 = np.einsum("nd,nd->n", a, a), np.einsum("nd,nd->n", b, b)
+        back, idx = loop_band(s), np.arange(N)
+        out = np.zeros((N, m), np.int64)
+        x = np.empty((N, m), np.float64)
+        for lo in range(0, N, block):
+            rows = idx[lo:lo + block]
+            d = a2[rows, None] + b2[None] - 2.0 * (a[rows] @ b.T)
+            ahead = idx[None, :] - rows[:, None]
+            d[(np.abs(ahead) < s.min_jump) | ((ahead < 0) & (ahead > -back))] = np.inf
+            if s.runway:
+                d[:, N - s.runway:] = np.inf
+            np.put_along_axis(d, exclude[rows], np.inf, axis=1)
+            cand = np.argpartition(d, pre - 1, axis=1)[:, :pre]
+            ex = self._pairs_rows(rows, cand)
+            ex[~np.isfinite(np.take_along_axis(d, cand, axis=1))] = np.inf     # fewer allowed cuts than asked
+            order = np.argsort(ex, axis=1)[:, :m]
+            out[rows] = np.take_along_axis(cand, order, axis=1)
+            x[rows] = np.take_along_axis(ex, order, axis=1)
+        return out, x
+
+    def _pairs_rows(self, rows: np.ndarray, cand: np.ndarray, block: int = 64) -> np.ndarray:
+        n_px = self.last.shape[1]
+        ex = np.empty(cand.shape, np.float64)
+        for a in range(0, len(rows), block):
+            d = np.abs(self.last[rows[a:a + block], None].astype(np.int16) - self.first[cand[a:a + block]]).sum(
+                axis=2, dtype=np.int64) / n_px
+            ex[a:a + block] = np.maximum(d / self.level - 1.0, 0.0)
+        return ex
 
 
 class Planner:
     """The sampler's own walk, steered by what the rest of the song will ask for.
 
-    Model: a hidden Markov chain whose state at step k is the segment shown, whose prior is the
-    unconditional walk's transition distribution (:func:`transition_table`) plus ``cut_prob`` spread
-    over every segment (a cut the picture does not allow, taken only when the music insists long
-    enough), and whose evidence at step k is ``T_a(k, j) ** beta``, ``beta = AUDIO_WEIGHT * (1 - alpha)
-    / alpha``. A backward pass gives ``b_k(j)``, how well the music from step k + 1 on can be followed
-    from segment j at step k. The walk then runs forward with the sampler itself — its visit-history
-    guards (no return within ``min_return``, penalties on recent places and repeated jumps) included,
-    which a memoryless model cannot express — drawing each step from
-    ``((1 - cut_prob) P_v(j | t) + cut_prob / N) * T_a(k, j) ** beta * b_k(j)``. Because the song is
-    known in advance, a cut is taken where the picture allows one, ahead of the change in the music it
-    prepares for, instead of at the change from wherever the walk happens to be. alpha = 1: the
-    unconditional walk; alpha = 0: the music alone.
+    Model: a hidden Markov chain whose state at step k is the segment shown and whose evidence at step
+    k is ``T_a(k, j) ** beta``, ``beta = AUDIO_WEIGHT * (1 - alpha) / alpha``. Its prior is the
+    unconditional walk's transition distribution (:func:`transition_table`) plus ``cut_prob / N`` for
+    every other cut (one the visual model does not rate, taken only when the music insists long
+    enough), each cut then weighted by ``exp(-SEAM_COST * excess)`` (:class:`SeamCost`: how much more
+    the cut changes the picture than the source ever does by itself). A backward pass gives
+    ``b_k(j)``, how well the music from step k + 1 on can be followed from segment j at step k. The walk
+    then runs forward with the sampler itself — its visit-history guards (no return within
+    ``min_return``, penalties on recent places and repeated jumps) included, which a memoryless model
+    cannot express — drawing each step from that prior (with the sampler's live distribution as
+    P_v) times ``T_a(k, j) ** beta * b_k(j)``. Because the song is known in advance, a cut is taken
+    where the picture allows one, ahead of the change in the music it prepares for, instead of at the
+    change from wherever the walk happens to be; and the seam cost is steep, so the music gets its way
+    through cuts that do not show. On a video made of abrupt changes (the synthetic tone video, whose
+    shapes appear at once) cuts of that size are within the source's own level and cost nothing.
+    alpha = 1: the unconditional walk; alpha = 0: the music alone.
 
-    Cost: O(K N M) for the backward pass (at construction), then one sampler step per output step;
-    O(K N) memory. ``planned_for`` records the (alpha, temperature, threshold) it was built with, so a
-    live caller knows when a control change has made it stale.
+    Cost: O(N^2) once to list the least visible cuts (:meth:`SeamCost.least_visible`), O(K N M) for
+    the backward pass, then one sampler step per output step; O(K N) memory. ``planned_for`` records the
+    (alpha, temperature, threshold) it was built with, so a live caller knows when a control change has
+    made it stale; a re-plan given ``previous`` reuses its seam measurements.
     """
 
     def __init__(self, s, T: np.ndarray, alpha: float, rng: np.random.Generator, bundle=None,
                  cut_prob: float | None = None, candidates: int = CANDIDATES, previous: "Planner | None" = None):
         self.s, self.T, self.rng, self.bundle = s, T, rng, bundle
         self.planned_for = (float(alpha), float(s.temperature), float(s.threshold))
-        self.cut_prob = CUT_PROB if cut_prob is None else float(cut_prob)
+        self.cut_prob = c = CUT_PROB if cut_prob is None else float(cut_prob)
         K, N = T.shape
         self.K, self.N = K, N
-        self.targets, probs = transition_table(s, candidates)
-        if previous is not None and np.array_equal(previous.targets, self.targets):
-            self.ok = previous.ok        # a re-plan (new alpha or tau): the same cuts, already checked
+        targets, probs = transition_table(s, candidates)
+        if previous is not None and previous.bundle is bundle and np.array_equal(previous.table, targets):
+            # a re-plan (new alpha or tau): the same cuts, already measured
+            self.seams, self.table, self.targets, prior, self.floor = (previous.seams, previous.table,
+                                                                       previous.targets, previous.prior, previous.floor)
+            self.excess, self.worst = previous.excess, previous.worst
         else:
-            self.ok = seam_ok(bundle, self.targets) if bundle is not None and SEAM_PENALTY < 1 else None
-        if self.ok is not None:
-            # Cuts the pixels say would show stay possible but SEAM_PENALTY times less likely, and the
-            # rows are *not* renormalised: a segment whose every way on shows (the clip's last one,
-            # where the walk must cut) then really costs, so the plan avoids running into it.
-            probs = np.where(self.ok, probs, probs * SEAM_PENALTY)
+            self.table = targets
+            self.seams = SeamCost(bundle) if bundle is not None and SEAM_COST > 0 else None
+            if self.seams is None:
+                self.targets, prior, self.floor = targets, (1.0 - c) * probs, np.full(N, c)
+            else:
+                # The prior of a cut is the visual model's, times exp(-SEAM_COST * excess); rows are not
+                # renormalised, so a segment whose every way on shows (the clip's last one) really costs.
+                # Cuts the visual model does not rate keep cut_prob / N each, times their seam cost: the
+                # least visible of them are listed, every other one is taken to cost at least as much
+                # as the worst listed (``floor``, spread over all segments).
+                xt = self.seams.pairs(targets)
+                more, x = self.seams.least_visible(s, SEAM_CANDIDATES, targets)
+                self.targets = np.concatenate([targets, more], axis=1)
+                self.excess = np.concatenate([xt, x], axis=1)
+                prior = np.concatenate([(1.0 - c) * probs * np.exp(-SEAM_COST * xt), (c / N) * np.exp(-SEAM_COST * x)], axis=1)
+                worst = np.where(np.isfinite(x), x, -np.inf).max(axis=1)
+                self.worst = np.where(np.isfinite(worst), worst, 0.0)
+                self.floor = c * np.exp(-SEAM_COST * self.worst)
+        self.prior = prior
         self.beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
         self.back = loop_band(s)
         self.dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha 0: music alone
@@ -271,7 +362,7 @@ class Planner:
             lv = self.log_evidence(k + 1) + logb[k + 1]
             top = lv.max()
             v = np.exp(lv - top)
-            m = (1.0 - self.cut_prob) * (probs * v[self.targets]).sum(axis=1) + self.cut_prob * v.mean()
+            m = (self.prior * v[self.targets]).sum(axis=1) + self.floor * v.mean()
             lm = np.log(np.maximum(m, 1e-300))
             logb[k] = lm - lm.max()
         self.logb = logb
@@ -299,15 +390,21 @@ class Planner:
             return s.move(t + 1)                 # show each landing for at least MIN_DWELL_S
         allowed = np.isfinite(logits)
         p = s.distribution(t, logits=logits)
-        if self.ok is not None:
-            pen = np.full(N, SEAM_PENALTY)
-            pen[self.targets[t][self.ok[t]]] = 1.0
-            p *= pen
-            p /= p.sum()
-        lw = self.log_evidence(k) + self.logb[k]
-        w = ((1.0 - self.cut_prob) * p + (self.cut_prob / N) * allowed) * np.exp(lw - lw.max())
-        w[max(0, t - self.back):t] = 0.0             # as in the prior: no short loops
-        if w.sum() <= 0:      # everything the music wants is blocked by the guards right now
+        with np.errstate(divide="ignore"):
+            lq = np.log((1.0 - self.cut_prob) * p + (self.cut_prob / N) * allowed)
+        if self.seams is not None:
+            # measured cuts at their seam cost; any other as costly as the worst measured from here.
+            # In logs: at the clip's last segment every way on may show, and the least bad must win.
+            x = np.full(N, self.worst[t])
+            x[self.targets[t]] = np.where(np.isfinite(self.excess[t]), self.excess[t], self.worst[t])
+            if t + 1 < N:
+                x[t + 1] = 0.0
+            lq -= SEAM_COST * x
+        lw = lq + self.log_evidence(k) + self.logb[k]
+        lw[max(0, t - self.back):t] = -np.inf          # as in the prior: no short loops
+        if np.isfinite(lw).any():
+            w = np.exp(lw - lw[np.isfinite(lw)].max())
+        else:                 # everything the music wants is blocked by the guards right now
             w = np.asarray(self.T[k], np.float64) * allowed
             if w.sum() <= 0:
                 w = p

@@ -511,23 +511,45 @@ def test_planned_walk_keeps_the_anti_stutter_guards(tone):
             assert st[k] not in st[max(0, k - s.min_return):k], k
 
 
-def test_seam_check_marks_cuts_the_pixels_would_show(tone):
-    """seam_ok: the successor is always fine; a cut from a dark silent frame into a lit shape is not; the
-    visible level is the metric's own (exact for a short clip)."""
-    from livetex.conditioning import seam_ok
-    from livetex.metrics import grey_thumbs, source_changes, visible_level
+def test_seam_cost_grades_cuts_by_the_visible_jump_metric(tone):
+    """SeamCost: the excess of a cut is the visible-jump metric's own change at the seam over its own
+    level, minus 1 (0 = invisible); the successor costs nothing; a cut from a dark silent frame into a
+    lit shape shows. least_visible lists allowed cuts only, least visible first."""
+    from livetex.conditioning import SeamCost, loop_band
+    from livetex.metrics import frame_change, grey_thumbs, source_changes, visible_level
+    from livetex.sampler import sampler_for
+    from livetex.walks import WalkRequest
     b = tone.bundle()
     seg = b.segments
+    N = seg.count
     grey = grey_thumbs(b)
-    assert visible_level(b.array("thumbs")) == pytest.approx(np.percentile(source_changes(grey), 99.5), rel=1e-4)
+    level = visible_level(b.array("thumbs"))
+    assert level == pytest.approx(np.percentile(source_changes(grey), 99.5), rel=1e-4)
+    sc = SeamCost(b)
+    assert sc.level == pytest.approx(level)
+    last = np.asarray(seg.starts) + seg.window_frames - 1
+    first = np.asarray(seg.starts) + seg.window_frames - seg.stride_frames
+    rng = np.random.default_rng(0)
+    targets = np.concatenate([np.minimum(np.arange(N) + 1, N - 1)[:, None], rng.integers(0, N, (N, 6))], axis=1)
+    x = sc.pairs(targets)
+    want = np.maximum(frame_change(grey, np.repeat(last, 6), first[targets[:, 1:].ravel()]) / level - 1.0, 0.0)
+    assert x[:, 1:].ravel() == pytest.approx(want, abs=0.02)         # grey levels rounded to uint8
+    assert (x[:N - 1, 0] == 0).all()
     st = tone.seg_states(b)
     silent, lit = np.flatnonzero(st == 0), np.flatnonzero(st == 1)
-    targets = np.stack([np.minimum(np.arange(seg.count) + 1, seg.count - 1), np.full(seg.count, lit[len(lit) // 2])], 1)
-    ok = seam_ok(b, targets)
-    assert ok[:, 0].all()
-    last = np.asarray(seg.starts) + seg.window_frames - 1
     dark = [i for i in silent if tone.src[last[i]] == 0]
-    assert dark and not ok[dark, 1].any()
+    assert dark and (sc.pairs(np.full((N, 1), lit[len(lit) // 2]))[dark, 0] > 0).all()
+    s, _ = sampler_for(WalkRequest(bundle=b, n_frames=100), "contrastive", no_jump_back_s=0.0)
+    out, xo = sc.least_visible(s, 8, targets)
+    back = loop_band(s)
+    for i in range(N):
+        ok = np.isfinite(xo[i])
+        assert ok.sum() >= 1 and not set(out[i][ok]) & set(targets[i])
+        ahead = out[i][ok] - i
+        assert (np.abs(ahead) >= s.min_jump).all() and not ((ahead < 0) & (ahead > -back)).any()
+        assert (np.diff(xo[i][ok]) >= 0).all()
+        got = np.maximum(frame_change(grey, np.full(ok.sum(), last[i]), first[out[i][ok]]) / level - 1.0, 0.0)
+        assert xo[i][ok] == pytest.approx(got, abs=0.02)
 
 
 def test_default_audio_model_is_the_one_whose_matches_predict_the_picture(tone):

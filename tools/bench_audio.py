@@ -130,6 +130,24 @@ def bench_speed(path: str) -> None:
         t, _ = timed(lambda: plan_walk(s, T, 0.5, np.random.default_rng(0)))
         print(f"N={N:6d}: {t:6.2f} s per 3 min of music = {180 / t:7.1f}x real time")
 
+    print("\n-- seam costs the planned walk measures once per bundle (SeamCost + least visible cuts), 64 px thumbnails")
+    from livetex.conditioning import SEAM_CANDIDATES, CANDIDATES, SeamCost, transition_table
+    for N in (1000, 5000, 20000):
+        emb = rng.standard_normal((N, 64)).astype(np.float32)
+        s = Sampler(emb, np.roll(emb, -1, axis=0), 0.2, temperature=0.1)
+        fake = _FakeBundle(N)
+        t0 = time.perf_counter()
+        sc = SeamCost(fake)
+        t1 = time.perf_counter()
+        targets, _ = transition_table(s, CANDIDATES)
+        sc.pairs(targets)
+        t2 = time.perf_counter()
+        sc.least_visible(s, SEAM_CANDIDATES, targets)
+        t3 = time.perf_counter()
+        mb = (sc.last.nbytes + sc.first.nbytes + sc.last_small.nbytes + sc.first_small.nbytes) / 2 ** 20
+        print(f"N={N:6d}: read {t1 - t0:5.2f} s, model's cuts {t2 - t1:5.2f} s, least visible cuts {t3 - t2:6.2f} s "
+              f"({mb:.0f} MB held)")
+
     print("\n-- conditioned render speed (30 s of output, --interpolate none)")
     from livetex.render import render
     from livetex.walks import WalkRequest, run
@@ -201,6 +219,34 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
         print(f"  {'source with its own audio':38s} audio-motion {ref['audio_motion_source']:+.3f}   "
               f"shifted audio {ref['audio_motion_shifted']:+.3f}")
 
+
+
+class _FakeThumbs:
+    """Random 64 x 85 thumbnails made on demand: a bundle-sized stand-in without GBs of frames."""
+
+    def __init__(self, n: int):
+        self.shape = (n, 64, 85, 3)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        index = np.atleast_1d(np.asarray(index))
+        rng = np.random.default_rng(int(index[0]) if len(index) else 0)
+        return rng.integers(0, 256, (len(index),) + self.shape[1:], dtype=np.uint8)
+
+
+class _FakeBundle:
+    """N segments of a 30 fps source (window 15 frames, stride 6), random thumbnails."""
+
+    def __init__(self, N: int):
+        from livetex.segments import Segments
+        n_frames = 15 + 6 * (N - 1)
+        self.segments = Segments(30.0, n_frames, 15, 6, 0.5, 0.2)
+        self._thumbs = _FakeThumbs(n_frames)
+
+    def array(self, name: str):
+        return self._thumbs
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
