@@ -432,7 +432,7 @@ def test_real_clip_and_song_with_every_audio_method(media_dir, tmp_path):
 def test_transition_table_is_the_samplers_static_distribution(tone):
     """The planner's sparse prior holds the transitions the unconditional sampler would draw from, less
     the short backward jumps it forbids (a memoryless walk cannot use the sampler's visit history)."""
-    from livetex.conditioning import MIN_LOOP_S, transition_table
+    from livetex.conditioning import MIN_LOOP_S, loop_band, transition_table
     from livetex.sampler import sampler_for
     from livetex.walks import WalkRequest
     b = tone.bundle()
@@ -440,7 +440,8 @@ def test_transition_table_is_the_samplers_static_distribution(tone):
     s.history.clear()                                    # static guards only
     targets, probs = transition_table(s, candidates=s.N - 1)
     assert np.allclose(probs.sum(1), 1.0)
-    back = int(min(round(MIN_LOOP_S / s.stride_s), max(s.min_jump, s.N // 3)))
+    back = int(min(round(MIN_LOOP_S / s.stride_s), max(s.min_jump, s.N // 2)))
+    assert back == loop_band(s)
     for t in range(s.N - 1):                             # the last row is a forced jump: renormalised
         dense = np.zeros(s.N)
         np.add.at(dense, targets[t], probs[t])
