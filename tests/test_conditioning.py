@@ -493,14 +493,15 @@ def test_unknown_audio_walk_is_a_clear_error(tone, tmp_path):
 
 def test_planned_walk_keeps_the_anti_stutter_guards(tone):
     """A memoryless plan loops on one gesture when the music repeats; the planned walk may not: no jump
-    back by less than MIN_LOOP_S, no return within the sampler's min_return, each landing shown at
-    least MIN_DWELL_S."""
-    from livetex.conditioning import MIN_DWELL_S, loop_band
+    back by less than MIN_LOOP_S, no cut landing on anything shown in the last PLAN_NO_RETURN_S, no
+    return within the sampler's min_return, each landing shown at least MIN_DWELL_S."""
+    from livetex.conditioning import MIN_DWELL_S, PLAN_NO_RETURN_S, loop_band
     from livetex.sampler import sampler_for
     from livetex.walks import WalkRequest
     b = tone.bundle()
-    s, _ = sampler_for(WalkRequest(bundle=b, n_frames=100), "contrastive", no_jump_back_s=0.0)
+    s, _ = sampler_for(WalkRequest(bundle=b, n_frames=100), "contrastive", no_jump_back_s=PLAN_NO_RETURN_S)
     back, dwell = loop_band(s), int(round(MIN_DWELL_S / s.stride_s))
+    assert s.no_jump_back >= int(round(PLAN_NO_RETURN_S / s.stride_s)) > s.min_return
     for seed in range(3):
         st = walk(tone, tone.cond_wav, seed=seed).steps
         last_jump = -dwell
@@ -508,6 +509,7 @@ def test_planned_walk_keeps_the_anti_stutter_guards(tone):
             if st[k] != st[k - 1] + 1:
                 assert not (0 < st[k - 1] - st[k] < back), (k, st[k - 1], st[k])
                 assert k - last_jump >= dwell or st[k - 1] + 1 >= s.N, (k, last_jump)
+                assert st[k] not in st[max(0, k - s.no_jump_back):k], k     # nothing shown in the last 5 s
                 last_jump = k
             assert st[k] not in st[max(0, k - s.min_return):k], k
 
