@@ -131,7 +131,9 @@ def add_render(sub):
     p.add_argument("--threshold", type=_fraction, default=None, help="drop transitions below this fraction of the best")
     p.add_argument("--jumps-per-min", type=_positive(float), default=None, help="calibrate the temperature to this jump rate")
     p.add_argument("--alpha", type=_fraction, default=None, help="visual weight in the audio-conditioned mix (default 0.5)")
-    p.add_argument("--audio-model", default=None, choices=["features", "av", "vggish"], help="audio embedding for conditioning")
+    p.add_argument("--audio-model", default=None, choices=["features", "av", "vggish"],
+                   help="audio embedding for conditioning (default: the bundle's pick, av or features, whichever "
+                        "better matches the source's sounds to its pictures)")
     p.add_argument("--audio-walk", default="plan", choices=["plan", "greedy"],
                    help="with --audio: plan the walk over the whole song (default: cuts where the picture allows, "
                         "ahead of the music), or greedy step-by-step mixing as the live player does")

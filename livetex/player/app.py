@@ -111,7 +111,12 @@ def play(cfg: PlayConfig) -> dict:
     threshold = DEFAULT_THRESHOLD if cfg.threshold is None else cfg.threshold
     tau = temperature_for(bundle, q, k, cosine, threshold, cfg.temperature)
     seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
-    sampler = Sampler(q, k, stride_s, tau, threshold, seed, cosine=cosine)
+    guards = {}
+    if cfg.audio and cfg.audio != "mic":
+        # a song walks under the same guards as `livetex render --audio` (livetex.conditioning)
+        from ..conditioning import PLAN_NO_RETURN_S
+        guards["no_jump_back_s"] = PLAN_NO_RETURN_S if cfg.audio_walk == "plan" else 0.0
+    sampler = Sampler(q, k, stride_s, tau, threshold, seed, cosine=cosine, **guards)
     rng = np.random.default_rng(seed)
     start = int(rng.integers(max(1, sampler.N - max(1, sampler.N // 8))))
     mode = seam_mode(cfg.interpolate)
