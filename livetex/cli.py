@@ -108,6 +108,13 @@ def cmd_info(a):
     if fitm:
         rows.append(("model", f"{fitm['backbone']} dim {fitm['dim']}, {fitm['steps_run']} steps, loss "
                               f"{fitm['loss_first']:.3f} -> {fitm['loss_final']:.3f}, {fitm['seconds']:.0f} s on {fitm['device']}"))
+    af = m.get("audio_fit", {})
+    if af.get("status") == "ok":
+        scores = ", ".join(f"{k} {af[k]['picture_score']:+.2f}" for k in ("features", "av")
+                           if "picture_score" in af.get(k, {}))
+        if af.get("default_model"):
+            rows.append(("follows", f"music with the {af['default_model']} audio model by default"
+                                    + (f" (picture scores: {scores})" if scores else "")))
     for name, meta in m["arrays"].items():
         rows.append(("array", f"{name:10s} {meta['dtype']}{tuple(meta['shape'])}"))
     for name, meta in m["models"].items():

@@ -555,7 +555,7 @@ def test_seam_cost_grades_cuts_by_the_visible_jump_metric(tone):
         assert xo[i][ok] == pytest.approx(got, abs=0.02)
 
 
-def test_default_audio_model_is_the_one_whose_matches_predict_the_picture(tone):
+def test_default_audio_model_is_the_one_whose_matches_predict_the_picture(tone, capsys):
     """picture_score: on the tone video (picture tied to sound) both models' matches show the right
     picture; with the sound shuffled against the picture the score drops to chance. The fit stores
     each model's score and the default they pick; a bundle without that record gets the same choice."""
@@ -567,6 +567,9 @@ def test_default_audio_model_is_the_one_whose_matches_predict_the_picture(tone):
     scores = {k: fitm[k]["picture_score"] for k in ("features", "av")}
     assert min(scores.values()) > 0.5, scores
     assert fitm["default_model"] == pick_model(scores) == resolve_name(b, None)
+    from livetex.cli import main
+    main(["info", tone.bundle_dir])
+    assert f"with the {fitm['default_model']} audio model by default" in capsys.readouterr().out
     m = _features(b)
     pics = segment_pictures(b.array("thumbs"), b.segments)
     shuffled = np.random.default_rng(0).permutation(len(pics))
