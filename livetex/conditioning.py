@@ -19,9 +19,9 @@ The contrastive sampler's T_v(t, .) has its own (calibrated) temperature, and th
 The live player computes the same rows with :class:`livetex.audio.live.LiveEmbedder` and mixes them
 step by step like that (it cannot hear the future). Offline the whole song is known, so ``render``
 plans instead (:func:`plan_walk`, the default; ``--audio-walk greedy`` gives the step-by-step mix): a
-backward pass over a hidden Markov model (prior: the unconditional walk; evidence: T_a) tells, for every
-step and segment, how well the rest of the song can be followed from there, and the sampler walks
-forward weighted by it, with all its anti-stutter guards. Cuts then land where the picture allows them,
+backward pass over a hidden Markov model (prior: the unconditional walk; evidence: T_a, and the song's
+loudness against the picture's motion) tells, for every step and segment, how well the rest of the
+song can be followed from there, and the sampler walks forward weighted by it, with all its anti-stutter guards. Cuts then land where the picture allows them,
 ahead of the change in the music, and a cut that would show costs so much (SEAM_COST) that the music
 gets its way through cuts that do not (tools/bench_audio.py --eval).
 
@@ -78,14 +78,16 @@ def load_conditioning(path: str, seg: Segments) -> np.ndarray:
     return y
 
 
-def audio_rows(req: WalkRequest, model: AudioModel | None = None) -> tuple[np.ndarray, np.ndarray, AudioModel, dict]:
-    """Queries and T_a rows for every step of the walk ``req`` asks for.
+def audio_rows(req: WalkRequest, model: AudioModel | None = None,
+               y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, AudioModel, dict]:
+    """Queries and T_a rows for every step of the walk ``req`` asks for (``y``: the conditioning audio,
+    if the caller has already loaded it with :func:`load_conditioning`).
 
     Returns (T_a (K, N), queries (K, d), model, info). Windows past the end of the audio are silence.
     """
     b = req.bundle
     model = model or load_audio_model(b, req.audio_model)
-    y = load_conditioning(req.audio, b.segments)
+    y = load_conditioning(req.audio, b.segments) if y is None else y
     K = n_steps(req)
     starts, ends = output_windows(b.segments, K)
     seg = b.segments
@@ -124,7 +126,8 @@ def conditioned_walk(req: WalkRequest):
     future).
     """
     from .sampler import sampler_for
-    T, _, model, info = audio_rows(req)
+    y = load_conditioning(req.audio, req.bundle.segments)
+    T, _, model, info = audio_rows(req, y=y)
     alpha = DEFAULT_ALPHA if req.alpha is None else float(req.alpha)
     if not 0.0 <= alpha <= 1.0:
         raise LivetexError(f"alpha must be between 0 and 1, got {alpha}")
@@ -138,7 +141,8 @@ def conditioned_walk(req: WalkRequest):
     # of source whose cuts do not show (piano, string orchestra: 9% of the source in 45 s).
     s, params = sampler_for(req, "contrastive", no_jump_back_s=PLAN_NO_RETURN_S if mode == "plan" else 0.0)
     if mode == "plan":
-        steps = plan_walk(s, T, alpha, req.rng, start=req.start, bundle=req.bundle)
+        energy = (song_energy(y, req.bundle.segments, len(T)), segment_motion(req.bundle))
+        steps = plan_walk(s, T, alpha, req.rng, start=req.start, bundle=req.bundle, energy=energy)
     else:
         start = _start(req, T[0], s.N)
         s.reset(start)
@@ -159,6 +163,8 @@ MIN_DWELL_S = 0.6      # after a cut the planned walk shows at least this much b
 MIN_LOOP_S = 5.0       # the planned walk never jumps back by less than this: shorter loops are stutters
 PLAN_NO_RETURN_S = 5.0  # ... nor lands on anything it showed in the last this many seconds (see conditioned_walk)
 AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
+ENERGY_WEIGHT = 5.0    # planned walk, nats at alpha = 0.5: the song's loudness times the picture's motion, both
+                       # z-scored (song_energy, segment_motion): plays when the music plays, rests in its gaps
 
 
 def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +207,26 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
     p[p < s.threshold] = 0.0                       # the sampler's threshold, relative to the row's best
     p /= p.sum(axis=1, keepdims=True)
     return targets, p
+
+
+def song_energy(y: np.ndarray, seg: Segments, steps: int, sr: int = F.SR) -> np.ndarray:
+    """(steps,) the song's loudness at every step of a walk: the level (dB, floored at the silence
+    level) of conditioning window k (:func:`output_windows`: what is heard while step k's frames are on
+    screen), z-scored over the song. A song of constant level gives zeros."""
+    starts, ends = output_windows(seg, steps, sr)
+    lv = np.maximum(window_levels(y, starts, int(ends[0] - starts[0]) if len(starts) else 1), SILENCE_DB)
+    return ((lv - lv.mean()) / lv.std()).astype(np.float32) if len(lv) and lv.std() > 1e-6 else np.zeros(len(lv), np.float32)
+
+
+def segment_motion(bundle) -> np.ndarray:
+    """(N,) how much the picture moves in each segment: log of the mean frame-to-frame change over the
+    frames it appends (its tail), z-scored over the source. Reads every thumbnail once, in chunks."""
+    from .audio.metrics import source_motion
+    seg = bundle.segments
+    c = np.concatenate([[0.0], np.cumsum(source_motion(bundle.array("thumbs")), dtype=np.float64)])
+    tails = np.array([seg.tail_range(j) for j in range(seg.count)], np.int64).reshape(-1, 2)
+    m = np.log((c[tails[:, 1]] - c[tails[:, 0]]) / np.maximum(tails[:, 1] - tails[:, 0], 1) + 1e-3)
+    return ((m - m.mean()) / m.std()).astype(np.float32) if m.std() > 1e-6 else np.zeros(len(m), np.float32)
 
 
 class SeamCost:
@@ -297,7 +323,10 @@ class Planner:
     """The sampler's own walk, steered by what the rest of the song will ask for.
 
     Model: a hidden Markov chain whose state at step k is the segment shown and whose evidence at step
-    k is ``T_a(k, j) ** beta``, ``beta = AUDIO_WEIGHT * (1 - alpha) / alpha``. Its prior is the
+    k is ``T_a(k, j) ** beta``, ``beta = AUDIO_WEIGHT * (1 - alpha) / alpha``, times
+    ``exp(w * loud_k * motion_j)`` when ``energy`` = (:func:`song_energy`, :func:`segment_motion`) is
+    given (``w = ENERGY_WEIGHT * (1 - alpha) / alpha``): the performer plays while the music is loud and
+    rests in its gaps, whatever the audio model makes of the sound. Its prior is the
     unconditional walk's transition distribution (:func:`transition_table`) plus ``cut_prob / N`` for
     every other cut (one the visual model does not rate, taken only when the music insists long
     enough), each cut then weighted by ``exp(-SEAM_COST * excess)`` (:class:`SeamCost`: how much more
@@ -320,8 +349,12 @@ class Planner:
     """
 
     def __init__(self, s, T: np.ndarray, alpha: float, rng: np.random.Generator, bundle=None,
-                 cut_prob: float | None = None, candidates: int = CANDIDATES, previous: "Planner | None" = None):
+                 cut_prob: float | None = None, candidates: int = CANDIDATES, previous: "Planner | None" = None,
+                 energy: tuple[np.ndarray, np.ndarray] | None = None):
         self.s, self.T, self.rng, self.bundle = s, T, rng, bundle
+        if energy is None and previous is not None:
+            energy = previous.energy
+        self.energy = energy       # (song_energy (K,), segment_motion (N,)) or None
         self.planned_for = (float(alpha), float(s.temperature), float(s.threshold))
         self.cut_prob = c = CUT_PROB if cut_prob is None else float(cut_prob)
         K, N = T.shape
@@ -355,6 +388,7 @@ class Planner:
                 self.floor = c * np.exp(-SEAM_COST * self.worst)
         self.prior = prior
         self.beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
+        self.energy_weight = 0.0 if alpha <= 0 or energy is None else ENERGY_WEIGHT * (1.0 - alpha) / alpha
         self.back = loop_band(s)
         self.dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha 0: music alone
         self.since = self.dwell
@@ -376,7 +410,11 @@ class Planner:
         logt = np.log(np.maximum(np.asarray(self.T[k], np.float64), 1e-300))
         if np.isinf(self.beta):
             return np.where(logt >= logt.max() - 1e-9, 0.0, -np.inf)    # the music's favourites only
-        return self.beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR)
+        out = self.beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR)
+        if self.energy_weight:
+            loud, motion = self.energy
+            out += self.energy_weight * float(loud[min(k, len(loud) - 1)]) * motion
+        return out
 
     def start(self) -> int:
         """A first segment: where the song's beginning is best followed (not at the very end)."""
@@ -419,9 +457,10 @@ class Planner:
 
 
 def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,
-              cut_prob: float | None = None, candidates: int = CANDIDATES, bundle=None) -> list[int]:
+              cut_prob: float | None = None, candidates: int = CANDIDATES, bundle=None,
+              energy: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
     """A whole planned walk of len(T) steps (see :class:`Planner`)."""
-    p = Planner(s, T, alpha, rng, bundle, cut_prob, candidates)
+    p = Planner(s, T, alpha, rng, bundle, cut_prob, candidates, energy=energy)
     first = p.start() if start is None else int(start)
     s.reset(first)
     return [first] + [p.step(k) for k in range(1, p.K)]

@@ -602,3 +602,44 @@ def test_plan_messages_stay_finite_over_a_long_insistent_song(tone):
     s.reset(first)
     steps = [first] + [p.step(k) for k in range(1, K)]
     assert all(0 <= j < s.N for j in steps) and len(set(steps)) > 0.5 * s.N
+
+
+def test_energy_evidence_rests_in_the_gaps_even_without_an_audio_model(tone):
+    """song_energy is the song's level per step on the output timeline (window k ends where step k's
+    frames end); segment_motion is high where the dot circles (tones) and low in silence. With T_a
+    telling nothing (uniform rows), the energy term alone makes the planned walk move while the song
+    sounds and rest while it is silent."""
+    from livetex.conditioning import Planner, output_windows, segment_motion, song_energy
+    from livetex.sampler import sampler_for
+    from livetex.walks import WalkRequest
+    b = tone.bundle()
+    seg = b.segments
+    st = tone.seg_states(b)
+    motion = segment_motion(b)
+    assert motion.mean() == pytest.approx(0, abs=1e-5) and motion[st > 0].mean() > motion[st == 0].mean() + 1.0
+    K = 100
+    starts, ends = output_windows(seg, K, SR)
+    loud_steps = (np.arange(K) // 25) % 2 == 1               # 5 s of silence, 5 s of tone, ...
+    y = np.zeros(int(ends[-1]) + SR, np.float32)
+    t = np.arange(len(y)) / SR
+    for k in np.flatnonzero(loud_steps):
+        y[starts[k]:ends[k]] = 0.3 * np.sin(2 * np.pi * 440 * t[starts[k]:ends[k]])
+    e = song_energy(y, seg, K, SR)
+    change = np.flatnonzero(np.diff(loud_steps.astype(int))) + 1
+    near = np.zeros(K, bool)                                  # windows overlap: a few steps hear both
+    for c in change:
+        near[max(0, c - 3):c + 3] = True
+    assert e.shape == (K,) and (e[loud_steps & ~near] > 0).all() and (e[~loud_steps & ~near] < 0).all()
+    assert not song_energy(np.full(len(y), 0.1, np.float32), seg, K, SR).any()     # constant level: no opinion
+    s, _ = sampler_for(WalkRequest(bundle=b, n_frames=100), "contrastive", no_jump_back_s=0.0)
+    T = np.full((K, seg.count), 1.0 / seg.count, np.float32)
+    p = Planner(s, T, 0.5, np.random.default_rng(0), bundle=b, energy=(e, motion))
+    first = p.start()
+    s.reset(first)
+    steps = [first] + [p.step(k) for k in range(1, K)]
+    moving = st[steps] > 0
+    assert np.mean(moving[~near] == loud_steps[~near]) >= 0.8, np.mean(moving[~near] == loud_steps[~near])
+    p = Planner(s, T, 0.5, np.random.default_rng(0), bundle=b)                 # control: no energy term
+    s.reset(first)
+    blind = st[[first] + [p.step(k) for k in range(1, K)]] > 0
+    assert np.mean(blind[~near] == loud_steps[~near]) < 0.7

@@ -148,9 +148,11 @@ def play(cfg: PlayConfig) -> dict:
         if cfg.audio_walk == "plan":
             # The whole song is known: plan the walk as `livetex render --audio` does (cuts where the
             # picture allows them, ahead of the music); starts where the song's beginning fits best.
-            from ..conditioning import Planner
+            from ..conditioning import Planner, segment_motion, song_energy
             t0 = time.perf_counter()
-            planner = Planner(sampler, song_cond.rows(), controls.alpha, sampler.rng, bundle)
+            rows = song_cond.rows()
+            planner = Planner(sampler, rows, controls.alpha, sampler.rng, bundle,
+                              energy=(song_energy(song_cond.y, bundle.segments, len(rows)), segment_motion(bundle)))
             start = planner.start()
             stats.info["plan_seconds"] = round(time.perf_counter() - t0, 3)
             _log(f"planned the walk over the song ({planner.K} steps, {sampler.N} segments) in "
