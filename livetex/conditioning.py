@@ -139,10 +139,10 @@ def conditioned_walk(req: WalkRequest):
     # chorus comes back the performer should play what they played a moment ago. The plan keeps it (as
     # the player does): a plan steered by a steep seam cost otherwise circles through the few seconds
     # of source whose cuts do not show (piano, string orchestra: 9% of the source in 45 s).
-    s, params = sampler_for(req, "contrastive", no_jump_back_s=PLAN_NO_RETURN_S if mode == "plan" else 0.0)
+    s, params = sampler_for(req, "contrastive", **song_guards(mode))
     if mode == "plan":
-        energy = (song_energy(y, req.bundle.segments, len(T)), segment_motion(req.bundle))
-        steps = plan_walk(s, T, alpha, req.rng, start=req.start, bundle=req.bundle, energy=energy)
+        steps = plan_walk(s, T, alpha, req.rng, start=req.start, bundle=req.bundle,
+                          energy=walk_energy(req.bundle, y, len(T)))
     else:
         start = _start(req, T[0], s.N)
         s.reset(start)
@@ -187,10 +187,7 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
     for a in range(0, N, block):
         rows = idx[a:a + block]
         z = (s.phi[rows] @ s.psi.T).astype(np.float64) / s.temperature
-        ahead = idx[None, :] - rows[:, None]
-        z[(np.abs(ahead) < s.min_jump) | ((ahead < 0) & (ahead > -back))] = -np.inf   # stutters, skips, short loops
-        if s.runway:
-            z[:, N - s.runway:] = -np.inf
+        z[static_blocked(s, rows, back)] = -np.inf
         succ = rows + 1
         has = succ < N
         sl = np.full(len(rows), -np.inf)
@@ -209,12 +206,23 @@ def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple
     return targets, p
 
 
+def song_guards(mode: str) -> dict:
+    """The sampler's history guard for a walk that follows a song (``mode``: "plan" or "greedy"), as
+    keyword arguments for :class:`livetex.sampler.Sampler` (render and the player use the same)."""
+    return {"no_jump_back_s": PLAN_NO_RETURN_S if mode == "plan" else 0.0}
+
+
+def walk_energy(bundle, y: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The planner's ``energy``: (:func:`song_energy` of ``y`` over ``steps`` steps, :func:`segment_motion`)."""
+    return song_energy(y, bundle.segments, steps), segment_motion(bundle)
+
+
 def song_energy(y: np.ndarray, seg: Segments, steps: int, sr: int = F.SR) -> np.ndarray:
     """(steps,) the song's loudness at every step of a walk: the level (dB, floored at the silence
     level) of conditioning window k (:func:`output_windows`: what is heard while step k's frames are on
     screen), z-scored over the song. A song of constant level gives zeros."""
-    starts, ends = output_windows(seg, steps, sr)
-    lv = np.maximum(window_levels(y, starts, int(ends[0] - starts[0]) if len(starts) else 1), SILENCE_DB)
+    starts, _ = output_windows(seg, steps, sr)
+    lv = np.maximum(window_levels(y, starts, seg.window_samples(sr)), SILENCE_DB)
     return ((lv - lv.mean()) / lv.std()).astype(np.float32) if len(lv) and lv.std() > 1e-6 else np.zeros(len(lv), np.float32)
 
 
@@ -256,27 +264,18 @@ class SeamCost:
         self.N = len(starts)
 
     def _grey(self, th, index: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-        import cv2
-        from .metrics import grey_frames
-        full = small = None
+        from .metrics import grey_frames, shrink_grey
+        full = np.empty((len(index), th.shape[1] * th.shape[2]), np.uint8)
+        small = np.empty((len(index), self.SMALL * self.SMALL), np.float32)
         for a in range(0, len(index), block):
             g = grey_frames(th, index[a:a + block])
-            if full is None:
-                full = np.empty((len(index), g.shape[1] * g.shape[2]), np.uint8)
-                small = np.empty((len(index), self.SMALL * self.SMALL), np.float32)
             full[a:a + len(g)] = np.rint(g).reshape(len(g), -1)   # grey levels off by < 1: a fraction of `level`
-            for i, x in enumerate(g):
-                small[a + i] = cv2.resize(x, (self.SMALL, self.SMALL), interpolation=cv2.INTER_AREA).ravel()
+            small[a:a + len(g)] = shrink_grey(g, self.SMALL)
         return full, small
 
     def pairs(self, targets: np.ndarray, block: int = 128) -> np.ndarray:
         """(N, M) excess of the cuts i -> targets[i, c] (the successor's is 0 by definition)."""
-        x = np.empty(targets.shape, np.float64)
-        n_px = self.last.shape[1]
-        for a in range(0, len(targets), block):
-            d = np.abs(self.last[a:a + block, None].astype(np.int16) - self.first[targets[a:a + block]]).sum(
-                axis=2, dtype=np.int64) / n_px
-            x[a:a + block] = np.maximum(d / self.level - 1.0, 0.0)
+        x = self._pairs_rows(np.arange(len(targets)), targets, block)
         x[targets == (np.arange(len(targets))[:, None] + 1)] = 0.0
         return x
 
@@ -296,10 +295,7 @@ class SeamCost:
         for lo in range(0, N, block):
             rows = idx[lo:lo + block]
             d = a2[rows, None] + b2[None] - 2.0 * (a[rows] @ b.T)
-            ahead = idx[None, :] - rows[:, None]
-            d[(np.abs(ahead) < s.min_jump) | ((ahead < 0) & (ahead > -back))] = np.inf
-            if s.runway:
-                d[:, N - s.runway:] = np.inf
+            d[static_blocked(s, rows, back)] = np.inf
             np.put_along_axis(d, exclude[rows], np.inf, axis=1)
             cand = np.argpartition(d, pre - 1, axis=1)[:, :pre]
             ex = self._pairs_rows(rows, cand)
@@ -310,6 +306,7 @@ class SeamCost:
         return out, x
 
     def _pairs_rows(self, rows: np.ndarray, cand: np.ndarray, block: int = 64) -> np.ndarray:
+        """(len(rows), M) excess of the cuts rows[i] -> cand[i, c]."""
         n_px = self.last.shape[1]
         ex = np.empty(cand.shape, np.float64)
         for a in range(0, len(rows), block):
@@ -464,6 +461,17 @@ def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: i
     first = p.start() if start is None else int(start)
     s.reset(first)
     return [first] + [p.step(k) for k in range(1, p.K)]
+
+
+def static_blocked(s, rows: np.ndarray, back: int) -> np.ndarray:
+    """(len(rows), N) the cuts from ``rows`` the planned walk never takes, whatever its history:
+    stutters and skips (closer than the sampler's min_jump), jumps back by fewer than ``back`` steps,
+    landings in the sampler's runway at the very end."""
+    ahead = np.arange(s.N)[None, :] - np.asarray(rows)[:, None]
+    blocked = (np.abs(ahead) < s.min_jump) | ((ahead < 0) & (ahead > -back))
+    if s.runway:
+        blocked[:, s.N - s.runway:] = True
+    return blocked
 
 
 def loop_band(s) -> int:

@@ -54,6 +54,15 @@ def grey_frames(thumbs, index: np.ndarray, block: int = 4096) -> np.ndarray:
     return out
 
 
+def shrink_grey(grey: np.ndarray, size: int = 16) -> np.ndarray:
+    """(B, h, w) grey frames -> (B, size * size) float32, area-averaged (cv2.INTER_AREA)."""
+    import cv2
+    out = np.empty((len(grey), size * size), np.float32)
+    for i, g in enumerate(grey):
+        out[i] = cv2.resize(np.asarray(g, np.float32), (size, size), interpolation=cv2.INTER_AREA).ravel()
+    return out
+
+
 def visible_level(thumbs, sample: int = 4000, seed: int = 0) -> float:
     """The visible-jump threshold: the 99.5th percentile of the source's consecutive-frame changes,
     estimated from up to ``sample`` random frame pairs (a long video is never read whole)."""

@@ -40,13 +40,13 @@ def segment_windows(seg, sr: int = F.SR) -> tuple[np.ndarray, int]:
     return starts, seg.window_samples(sr)
 
 
-def segment_pictures(thumbs, seg) -> np.ndarray:
+def segment_pictures(thumbs, seg, block: int = 2048) -> np.ndarray:
     """(N, 256) what each segment shows: the first frame of its tail as 16 x 16 grey levels (for
-    :func:`livetex.audio.picture_score`). Reads N thumbnails."""
-    import cv2
-    from ..metrics import grey_frames
-    g = grey_frames(thumbs, np.asarray(seg.starts, np.int64) + seg.window_frames - seg.stride_frames)
-    return np.stack([cv2.resize(x, (16, 16), interpolation=cv2.INTER_AREA).ravel() for x in g]).reshape(len(g), -1)
+    :func:`livetex.audio.picture_score`). Reads N thumbnails, in blocks."""
+    from ..metrics import grey_frames, shrink_grey
+    index = np.asarray(seg.starts, np.int64) + seg.window_frames - seg.stride_frames
+    return np.concatenate([shrink_grey(grey_frames(thumbs, index[a:a + block]))
+                           for a in range(0, len(index), block)] or [np.zeros((0, 256), np.float32)])
 
 
 def fit_audio(bw, seg, thumbs: np.ndarray, seed: int = 0, progress: bool = True, av: bool = True) -> dict:

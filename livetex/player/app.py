@@ -113,9 +113,8 @@ def play(cfg: PlayConfig) -> dict:
     seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
     guards = {}
     if cfg.audio and cfg.audio != "mic":
-        # a song walks under the same guards as `livetex render --audio` (livetex.conditioning)
-        from ..conditioning import PLAN_NO_RETURN_S
-        guards["no_jump_back_s"] = PLAN_NO_RETURN_S if cfg.audio_walk == "plan" else 0.0
+        from ..conditioning import song_guards
+        guards = song_guards(cfg.audio_walk)     # as `livetex render --audio`
     sampler = Sampler(q, k, stride_s, tau, threshold, seed, cosine=cosine, **guards)
     rng = np.random.default_rng(seed)
     start = int(rng.integers(max(1, sampler.N - max(1, sampler.N // 8))))
@@ -148,11 +147,11 @@ def play(cfg: PlayConfig) -> dict:
         if cfg.audio_walk == "plan":
             # The whole song is known: plan the walk as `livetex render --audio` does (cuts where the
             # picture allows them, ahead of the music); starts where the song's beginning fits best.
-            from ..conditioning import Planner, segment_motion, song_energy
+            from ..conditioning import Planner, walk_energy
             t0 = time.perf_counter()
             rows = song_cond.rows()
             planner = Planner(sampler, rows, controls.alpha, sampler.rng, bundle,
-                              energy=(song_energy(song_cond.y, bundle.segments, len(rows)), segment_motion(bundle)))
+                              energy=walk_energy(bundle, song_cond.y, len(rows)))
             start = planner.start()
             stats.info["plan_seconds"] = round(time.perf_counter() - t0, 3)
             _log(f"planned the walk over the song ({planner.K} steps, {sampler.N} segments) in "
