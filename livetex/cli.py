@@ -34,6 +34,24 @@ def _fraction(s):
     return v
 
 
+def follow_strength(s):
+    """``--follow``: "auto" (the strongest that keeps a song walk as smooth as the texture) or a number >= 0."""
+    if s == "auto":
+        return s
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a number >= 0, got {s!r}") from None
+    if not 0.0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be auto or a number >= 0, got {s}")
+    return v
+
+
+FOLLOW_HELP = ("with --audio, planned walk: how hard the picture follows the song's loudness (moves while it "
+               "is loud, rests in its gaps); default auto: as hard as keeps the cuts as hidden as in the "
+               "unconditional texture, measured per song on trial walks; 0: only the audio model's matches")
+
+
 # ---------------------------------------------------------------------------------------------- fit
 def add_fit(sub):
     p = sub.add_parser("fit", help="fit a video: write a bundle the player and renderer use")
@@ -112,9 +130,10 @@ def cmd_info(a):
     if af.get("status") == "ok":
         scores = ", ".join(f"{k} {af[k]['picture_score']:+.2f}" for k in ("features", "av")
                            if "picture_score" in af.get(k, {}))
-        if af.get("default_model"):
-            rows.append(("follows", f"music with the {af['default_model']} audio model by default"
-                                    + (f" (picture scores: {scores})" if scores else "")))
+        from .audio import DEFAULT_AUDIO_MODEL
+        rows.append(("follows", f"music with the {DEFAULT_AUDIO_MODEL} audio model by default"
+                                + (" (av: --audio-model av)" if "tau" in af.get("av", {}) else "")
+                                + (f"; picture scores {scores}" if scores else "")))
     for name, meta in m["arrays"].items():
         rows.append(("array", f"{name:10s} {meta['dtype']}{tuple(meta['shape'])}"))
     for name, meta in m["models"].items():
@@ -139,11 +158,12 @@ def add_render(sub):
     p.add_argument("--jumps-per-min", type=_positive(float), default=None, help="calibrate the temperature to this jump rate")
     p.add_argument("--alpha", type=_fraction, default=None, help="visual weight in the audio-conditioned mix (default 0.5)")
     p.add_argument("--audio-model", default=None, choices=["features", "av", "vggish"],
-                   help="audio embedding for conditioning (default: the bundle's pick, av or features, whichever "
-                        "better matches the source's sounds to its pictures)")
+                   help="audio embedding for conditioning: features (default; log-mel and onset features), av "
+                        "(the per-video audio-visual model) or vggish (needs its weights file)")
     p.add_argument("--audio-walk", default="plan", choices=["plan", "greedy"],
                    help="with --audio: plan the walk over the whole song (default: cuts where the picture allows, "
                         "ahead of the music), or greedy step-by-step mixing as the live player does")
+    p.add_argument("--follow", type=follow_strength, default="auto", metavar="auto|W", help=FOLLOW_HELP)
     p.add_argument("--interpolate", default=None, choices=["none", "fade", "flow"], help="seam smoothing at jumps")
     p.set_defaults(func=cmd_render)
 
@@ -163,7 +183,7 @@ def cmd_render(a):
     method = a.method or default_method(b)
     req = WalkRequest(bundle=b, n_frames=max(1, int(round(a.seconds * b.fps))), seed=a.seed,
                       temperature=a.temperature, threshold=a.threshold, jumps_per_min=a.jumps_per_min,
-                      alpha=a.alpha, audio=a.audio, audio_model=a.audio_model, extra={"audio_walk": a.audio_walk})
+                      alpha=a.alpha, audio=a.audio, audio_model=a.audio_model, extra={"audio_walk": a.audio_walk, "follow": a.follow})
     tl = run(method, req)
     tl.audio = {"path": os.path.abspath(a.audio)} if a.audio else None
     interp = a.interpolate or default_interpolation()

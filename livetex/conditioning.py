@@ -23,7 +23,9 @@ backward pass over a hidden Markov model (prior: the unconditional walk; evidenc
 loudness against the picture's motion) tells, for every step and segment, how well the rest of the
 song can be followed from there, and the sampler walks forward weighted by it, with all its anti-stutter guards. Cuts then land where the picture allows them,
 ahead of the change in the music, and a cut that would show costs so much (SEAM_COST) that the music
-gets its way through cuts that do not (tools/bench_audio.py --eval).
+gets its way through cuts that do not. How hard the song's loudness pulls the picture (``follow``) is
+chosen per song on trial walks (:func:`follow_plan`): the strongest whose walk shows no more of its
+cuts than the bundle's unconditional texture does (tools/bench_audio.py --eval).
 
 Also here: the conditional baselines ``random-clip`` and ``audio-nn``.
 """
@@ -141,8 +143,9 @@ def conditioned_walk(req: WalkRequest):
     # of source whose cuts do not show (piano, string orchestra: 9% of the source in 45 s).
     s, params = sampler_for(req, "contrastive", **song_guards(mode))
     if mode == "plan":
-        steps = plan_walk(s, T, alpha, req.rng, start=req.start, bundle=req.bundle,
-                          energy=walk_energy(req.bundle, y, len(T)))
+        _, steps, follow = follow_plan(s, T, alpha, req.seed, req.bundle, walk_energy(req.bundle, y, len(T)),
+                                       follow=req.extra.get("follow", "auto"), start=req.start)
+        info.update(follow)
     else:
         start = _start(req, T[0], s.N)
         s.reset(start)
@@ -164,7 +167,13 @@ MIN_LOOP_S = 5.0       # the planned walk never jumps back by less than this: sh
 PLAN_NO_RETURN_S = 5.0  # ... nor lands on anything it showed in the last this many seconds (see conditioned_walk)
 AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
 ENERGY_WEIGHT = 5.0    # planned walk, nats at alpha = 0.5: the song's loudness times the picture's motion, both
-                       # z-scored (song_energy, segment_motion): plays when the music plays, rests in its gaps
+                       # z-scored (song_energy, segment_motion): plays when the music plays, rests in its gaps.
+                       # The default for a Planner made directly; walks pick theirs with follow_plan.
+TASTE = 3.0            # nats (s.d.): each seed's own liking for some segments (Planner.taste)
+START_SLACK = 3.0      # nats: a planned walk may begin wherever the song is followed about as well as at best
+FOLLOW_LADDER = (0.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)   # energy weights follow="auto" chooses among
+SMOOTH_WALKS = 16      # unconditional walks measured for the smoothness target ...
+SMOOTH_WALK_S = 60.0   # ... each this long (fixed seeds: the target is the bundle's, not the song's)
 
 
 def transition_table(s, candidates: int = CANDIDATES, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -247,11 +256,14 @@ class SeamCost:
     reads the same on a video made of abrupt changes (where cuts of that size are the picture's own
     language) as on a smooth one.
 
-    Holds the 2 N frames a cut joins as uint8 grey (2 x 5 KB per segment with 64 px thumbnails) plus
-    16 px copies for finding candidates; reads 2 N thumbnails, in blocks.
+    Holds the 2 N frames a cut joins as grey in 1/16 levels, int16 (2 x 8 KB per segment with 64 px
+    thumbnails), plus 16 px copies for finding candidates; reads 2 N thumbnails, in blocks. Not whole
+    levels (uint8): on a still, clean picture (the piano clip's level is 1.5 grey levels) rounding
+    moved cuts across the threshold (half of one walk's visible cuts read as invisible).
     """
 
     SMALL = 16
+    FIXED = 16             # grey levels are held as int16 multiples of 1/FIXED (exact differences, no floats)
 
     def __init__(self, bundle, block: int = 2048):
         from .metrics import visible_level
@@ -265,11 +277,11 @@ class SeamCost:
 
     def _grey(self, th, index: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
         from .metrics import grey_frames, shrink_grey
-        full = np.empty((len(index), th.shape[1] * th.shape[2]), np.uint8)
+        full = np.empty((len(index), th.shape[1] * th.shape[2]), np.int16)
         small = np.empty((len(index), self.SMALL * self.SMALL), np.float32)
         for a in range(0, len(index), block):
             g = grey_frames(th, index[a:a + block])
-            full[a:a + len(g)] = np.rint(g).reshape(len(g), -1)   # grey levels off by < 1: a fraction of `level`
+            full[a:a + len(g)] = np.rint(g.reshape(len(g), -1) * self.FIXED)     # off by < 0.04 levels
             small[a:a + len(g)] = shrink_grey(g, self.SMALL)
         return full, small
 
@@ -305,13 +317,12 @@ class SeamCost:
             x[rows] = np.take_along_axis(ex, order, axis=1)
         return out, x
 
-    def _pairs_rows(self, rows: np.ndarray, cand: np.ndarray, block: int = 64) -> np.ndarray:
+    def _pairs_rows(self, rows: np.ndarray, cand: np.ndarray, block: int = 32) -> np.ndarray:
         """(len(rows), M) excess of the cuts rows[i] -> cand[i, c]."""
-        n_px = self.last.shape[1]
         ex = np.empty(cand.shape, np.float64)
         for a in range(0, len(rows), block):
-            d = np.abs(self.last[rows[a:a + block], None].astype(np.int16) - self.first[cand[a:a + block]]).sum(
-                axis=2, dtype=np.int64) / n_px
+            d = np.abs(self.last[rows[a:a + block], None] - self.first[cand[a:a + block]]).sum(
+                axis=2, dtype=np.int64) / (self.FIXED * self.last.shape[1])
             ex[a:a + block] = np.maximum(d / self.level - 1.0, 0.0)
         return ex
 
@@ -322,8 +333,10 @@ class Planner:
     Model: a hidden Markov chain whose state at step k is the segment shown and whose evidence at step
     k is ``T_a(k, j) ** beta``, ``beta = AUDIO_WEIGHT * (1 - alpha) / alpha``, times
     ``exp(w * loud_k * motion_j)`` when ``energy`` = (:func:`song_energy`, :func:`segment_motion`) is
-    given (``w = ENERGY_WEIGHT * (1 - alpha) / alpha``): the performer plays while the music is loud and
-    rests in its gaps, whatever the audio model makes of the sound. Its prior is the
+    given (``w = energy_weight * (1 - alpha) / alpha``, default ENERGY_WEIGHT; :func:`follow_plan`
+    chooses it per song): the performer plays while the music is loud and rests in its gaps, whatever
+    the audio model makes of the sound. Each seed also adds its own liking for some segments (TASTE), so
+    seeds walk different routes through the same song. Its prior is the
     unconditional walk's transition distribution (:func:`transition_table`) plus ``cut_prob / N`` for
     every other cut (one the visual model does not rate, taken only when the music insists long
     enough), each cut then weighted by ``exp(-SEAM_COST * excess)`` (:class:`SeamCost`: how much more
@@ -347,16 +360,25 @@ class Planner:
 
     def __init__(self, s, T: np.ndarray, alpha: float, rng: np.random.Generator, bundle=None,
                  cut_prob: float | None = None, candidates: int = CANDIDATES, previous: "Planner | None" = None,
-                 energy: tuple[np.ndarray, np.ndarray] | None = None):
+                 energy: tuple[np.ndarray, np.ndarray] | None = None, energy_weight: float | None = None):
         self.s, self.T, self.rng, self.bundle = s, T, rng, bundle
         if energy is None and previous is not None:
             energy = previous.energy
         self.energy = energy       # (song_energy (K,), segment_motion (N,)) or None
+        if energy_weight is None:
+            energy_weight = previous.follow if previous is not None else ENERGY_WEIGHT
+        self.follow = float(energy_weight)      # nats at alpha = 0.5 (follow_plan picks it)
         self.planned_for = (float(alpha), float(s.temperature), float(s.threshold))
         self.cut_prob = c = CUT_PROB if cut_prob is None else float(cut_prob)
         K, N = T.shape
         self.K, self.N = K, N
-        targets, probs = transition_table(s, candidates)
+        key = (N, float(s.temperature), float(s.threshold), loop_band(s), s.min_jump, s.runway, int(candidates))
+        if (previous is not None and previous.table_key == key and previous.s.phi is s.phi
+                and previous.s.psi is s.psi):
+            targets, probs = previous.table, previous.probs      # same scores and settings (a trial or a re-plan)
+        else:
+            targets, probs = transition_table(s, candidates)
+        self.table_key, self.probs = key, probs
         if previous is not None and previous.bundle is bundle and np.array_equal(previous.table, targets):
             # a re-plan (new alpha or tau): the same cuts, already measured
             self.seams, self.table, self.targets, prior, self.floor = (previous.seams, previous.table,
@@ -385,7 +407,10 @@ class Planner:
                 self.floor = c * np.exp(-SEAM_COST * self.worst)
         self.prior = prior
         self.beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
-        self.energy_weight = 0.0 if alpha <= 0 or energy is None else ENERGY_WEIGHT * (1.0 - alpha) / alpha
+        self.energy_weight = 0.0 if alpha <= 0 or energy is None else self.follow * (1.0 - alpha) / alpha
+        # A per-seed liking for some segments (constant over the song): where the evidence is strong the
+        # posterior is so peaked that every seed would otherwise walk the same route through a song.
+        self.taste = (TASTE * rng.standard_normal(N)).astype(np.float64) if TASTE > 0 else None
         self.back = loop_band(s)
         self.dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha 0: music alone
         self.since = self.dwell
@@ -411,14 +436,20 @@ class Planner:
         if self.energy_weight:
             loud, motion = self.energy
             out += self.energy_weight * float(loud[min(k, len(loud) - 1)]) * motion
+        if self.taste is not None:
+            out += self.taste
         return out
 
     def start(self) -> int:
-        """A first segment: where the song's beginning is best followed (not at the very end)."""
-        lw = self.log_evidence(0) + self.logb[0]
-        w = np.exp(lw - lw.max())
-        w[max(1, self.N - max(1, self.N // 8)):] = 0.0
-        return draw(w, self.rng) if w.sum() > 0 else 0
+        """A first segment, drawn evenly among those from which the whole song is followed within
+        START_SLACK nats of the best (not at the very end). Not in proportion to the posterior: that
+        is so peaked that every seed would begin, and so go on, alike."""
+        lw = (self.log_evidence(0) + self.logb[0]).astype(np.float64)
+        lw[max(1, self.N - max(1, self.N // 8)):] = -np.inf
+        if not np.isfinite(lw).any():
+            return 0
+        ok = np.flatnonzero(lw >= lw.max() - START_SLACK)
+        return int(ok[self.rng.integers(len(ok))])
 
     def step(self, k: int) -> int:
         """Move the sampler to step k's segment (k in 1..K-1) and return it."""
@@ -451,6 +482,92 @@ class Planner:
         j = s.move(draw(w, self.rng))
         self.since = self.since + 1 if j == t + 1 else 1
         return j
+
+
+    def attach(self, s, rng: np.random.Generator) -> "Planner":
+        """Walk ``s`` with ``rng`` from now on (a planner chosen on a trial walk, handed to the real one)."""
+        self.s, self.rng, self.since = s, rng, self.dwell
+        return self
+
+    def walk(self, start: int | None = None) -> list[int]:
+        """The whole planned walk: K steps from ``start`` (default :meth:`start`)."""
+        first = self.start() if start is None else int(start)
+        self.s.reset(first)
+        self.since = self.dwell
+        return [first] + [self.step(k) for k in range(1, self.K)]
+
+
+def visible_fraction(seams: "SeamCost", steps) -> float:
+    """The fraction of a walk's cuts that show (seam excess > 0: the visible-jump metric); 0 without cuts."""
+    st = np.asarray(steps, np.int64)
+    cut = np.flatnonzero(st[1:] != st[:-1] + 1)
+    if not len(cut):
+        return 0.0
+    return float((seams._pairs_rows(st[cut], st[cut + 1][:, None])[:, 0] > 0).mean())
+
+
+def smoothness_target(s, seams: "SeamCost") -> float:
+    """How many of the unconditional texture's cuts show (:func:`visible_fraction` over SMOOTH_WALKS
+    walks of SMOOTH_WALK_S, fixed seeds, the unconditional guards): what a song walk must not exceed."""
+    from .sampler import NO_JUMP_BACK_S
+    n = max(2, int(round(SMOOTH_WALK_S / s.stride_s)))
+    cuts = shown = 0
+    for i in range(SMOOTH_WALKS):
+        f = s.fork(seed=i, no_jump_back_s=NO_JUMP_BACK_S)
+        st = np.asarray(f.walk(n, int(f.rng.integers(max(1, f.N - max(1, f.N // 8))))), np.int64)
+        c = int((st[1:] != st[:-1] + 1).sum())
+        shown += round(visible_fraction(seams, st) * c)
+        cuts += c
+    return shown / cuts if cuts else 0.0
+
+
+def follow_plan(s, T: np.ndarray, alpha: float, seed: int, bundle, energy: tuple[np.ndarray, np.ndarray],
+                follow: float | str = "auto", start: int | None = None) -> tuple["Planner", list[int], dict]:
+    """A planned walk that follows the song as hard as it can while staying as smooth as the texture.
+
+    ``follow`` is the energy weight (nats at alpha = 0.5: how hard the performer is made to play while
+    the music is loud and rest in its gaps). ``"auto"`` picks it from FOLLOW_LADDER by bisection on
+    trial walks: the largest whose walk shows no larger a fraction of its cuts than the unconditional
+    texture of this bundle (:func:`smoothness_target`). How hard a video can follow a song without
+    showing its cuts is the video's own: the 97 s piano clip has many invisible cuts and a strong
+    weight takes visible ones, while the 10 s violin duet's unconditional texture already shows 64% of
+    its cuts and the music may have more. Trials are walked on forks of ``s``; ``s`` is left as it was.
+
+    Returns the chosen planner (attached to a fork of ``s``, at its walk's end), its walk (K steps from
+    ``start``, default: where the song's beginning fits best) and what was measured.
+    """
+    def trial(w: float, previous):
+        p = Planner(s.fork(seed), T, alpha, np.random.default_rng(seed), bundle, energy=energy,
+                    energy_weight=w, previous=previous)
+        return p, p.walk(start)
+
+    if follow != "auto":
+        p, steps = trial(float(follow), None)
+        return p, steps, {"follow": float(follow)}
+    if bundle is None or SEAM_COST <= 0 or alpha >= 1.0 or energy is None:
+        p, steps = trial(ENERGY_WEIGHT, None)
+        return p, steps, {"follow": ENERGY_WEIGHT}
+    # Bisection: about three trials for seven rungs. Only the best passing trial and the smoothest are
+    # kept (each holds K x N backward messages).
+    lo, hi, tried, target = 0, len(FOLLOW_LADDER) - 1, {}, None
+    best = smoothest = prev = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        w = FOLLOW_LADDER[mid]
+        p, steps = trial(w, prev)
+        prev = p
+        if target is None:
+            target = smoothness_target(s, p.seams)
+        v = tried[w] = visible_fraction(p.seams, steps)
+        if v <= target + 1e-9:
+            best, lo = (p, steps, w), mid + 1
+        else:
+            hi = mid - 1
+        if smoothest is None or v < tried[smoothest[2]]:
+            smoothest = (p, steps, w)
+    p, steps, w = best or smoothest
+    return p, steps, {"follow": w, "follow_target": round(target, 4),
+                      "follow_tried": {str(k): round(v, 4) for k, v in tried.items()}}
 
 
 def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,

@@ -29,6 +29,7 @@ never tune tau per video.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 
@@ -91,13 +92,27 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
         # Guards in steps, scaled down for short clips so some move is always possible.
         self.min_return = int(min(round(min_return_s / stride_s), max(1, self.N // 4)))
-        self.no_jump_back = int(max(self.min_return, min(round(no_jump_back_s / stride_s), self.N // 3)))
+        self.no_jump_back = self._no_jump_back(no_jump_back_s)
         self.runway = int(min(round(runway_s / stride_s), max(0, self.N // 8)))
         self.min_jump = int(min(round(min_jump_s / stride_s), max(1, self.N // 8)))
         self.recency_penalty = recency_penalty
         self.recency_decay = recency_decay_s / stride_s
         self.idx = np.arange(self.N)
         self.reset(0)
+
+    def _no_jump_back(self, seconds: float) -> int:
+        return int(max(self.min_return, min(round(seconds / self.stride_s), self.N // 3)))
+
+    def fork(self, seed: int, no_jump_back_s: float | None = None) -> "Sampler":
+        """A sampler with the same scores and settings (the arrays are shared) but its own visit history
+        and RNG, at the same segment: for trial walks that must not disturb this one. ``no_jump_back_s``
+        overrides that guard (e.g. the unconditional texture's, for a song walk's sampler)."""
+        f = copy.copy(self)
+        f.rng = np.random.default_rng(seed)
+        if no_jump_back_s is not None:
+            f.no_jump_back = f._no_jump_back(no_jump_back_s)
+        f.reset(self.t)
+        return f
 
     def reset(self, t: int) -> None:
         self.t = int(t)

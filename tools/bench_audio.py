@@ -58,7 +58,9 @@ def with_pixel_model(bundle):
     codes = pixel_codes(bundle.array("thumbs"), bundle.segments)
     phi, psi = codes[np.minimum(np.arange(len(codes)) + 1, len(codes) - 1)], codes
     orig = bundle.array
+    has = bundle.has
     bundle.array = lambda name: phi if name == "phi" else psi if name == "psi" else orig(name)
+    bundle.has = lambda name: name in ("phi", "psi") or has(name)
     return bundle
 
 
@@ -130,6 +132,18 @@ def bench_speed(path: str) -> None:
         t, _ = timed(lambda: plan_walk(s, T, 0.5, np.random.default_rng(0)))
         print(f"N={N:6d}: {t:6.2f} s per 3 min of music = {180 / t:7.1f}x real time")
 
+    print("\n-- follow=auto (render's and the player's default): seam costs, the texture's smoothness target and "
+          "2-3 trial plans, 3 min of music")
+    from livetex.conditioning import follow_plan
+    for N in (1000, 5000, 20000):
+        emb = rng.standard_normal((N, 64)).astype(np.float32)
+        s = Sampler(emb, np.roll(emb, -1, axis=0) + 0.3 * rng.standard_normal((N, 64)).astype(np.float32),
+                    0.2, temperature=0.1)
+        T = rng.dirichlet(np.full(N, 0.05), size=900).astype(np.float32)
+        energy = (rng.standard_normal(900).astype(np.float32), rng.standard_normal(N).astype(np.float32))
+        t, (_, _, info) = timed(lambda: follow_plan(s, T, 0.5, 0, _FakeBundle(N), energy))
+        print(f"N={N:6d}: {t:6.2f} s ({len(info['follow_tried'])} trials)")
+
     print("\n-- seam costs the planned walk measures once per bundle (SeamCost + least visible cuts), 64 px thumbnails")
     from livetex.conditioning import SEAM_CANDIDATES, CANDIDATES, SeamCost, transition_table
     for N in (1000, 5000, 20000):
@@ -180,8 +194,9 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
     configs = [("contrastive (no audio)", "contrastive", None, None, None),
                (f"contrastive+audio a={alpha} features", "contrastive", alpha, "features", "plan"),
                (f"contrastive+audio a={alpha} av", "contrastive", alpha, "av", "plan"),
-               (f"  same, greedy (live) features", "contrastive", alpha, "features", "greedy"),
-               (f"  same, greedy (live) av", "contrastive", alpha, "av", "greedy"),
+               ("  same, default model, follow fixed at 5", "contrastive", alpha, None, "plan", 5.0),
+               ("  same, greedy (live) features", "contrastive", alpha, "features", "greedy"),
+               ("  same, greedy (live) av", "contrastive", alpha, "av", "greedy"),
                ("random-clip", "random-clip", None, None, None),
                ("audio-nn (features)", "audio-nn", None, "features", None)]
     print(f"{len(songs)} songs x {seeds} seeds, {seconds:g} s outputs; agreement = mean +- standard error")
@@ -197,16 +212,19 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
         ps = picture_scores(b)
         print(f"  default audio model: {resolve_name(b, None)}  (picture scores: "
               + ", ".join(f"{k} {v:+.2f}" for k, v in ps.items()) + ")")
-        for label, method, a, model, walk in configs:
+        for label, method, a, model, walk, *follow in configs:
             if model == "av" and not b.has("audio_av"):
                 continue
-            rows = []
+            rows, picks = [], []
             for song in songs:
                 for seed in range(seeds):
                     req = WalkRequest(bundle=b, n_frames=int(seconds * b.fps), seed=seed, alpha=a,
                                       audio=song if method != "contrastive" or a is not None else None,
-                                      audio_model=model, extra={"audio_walk": walk} if walk else {})
+                                      audio_model=model,
+                                      extra={"audio_walk": walk, "follow": (follow or ["auto"])[0]} if walk else {})
                     tl = run(method, req)
+                    if "follow_target" in tl.params:
+                        picks.append((tl.params["follow"], tl.params["follow_target"]))
                     am = audio_metrics(b, tl, audio=audio[song])
                     tm = timeline_metrics(b, tl, grey)
                     ref = ref or am
@@ -215,7 +233,9 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
             r = np.asarray(rows)
             se = r[:, 0].std() / np.sqrt(len(r))
             print(f"  {label:38s} audio-motion {r[:, 0].mean():+.3f} +- {se:.3f}   beat-align above chance "
-                  f"{r[:, 1].mean():+.2f}   jumps/min {r[:, 2].mean():6.1f}   visible jumps {r[:, 3].mean():5.1%}")
+                  f"{r[:, 1].mean():+.2f}   jumps/min {r[:, 2].mean():6.1f}   visible jumps {r[:, 3].mean():5.1%}"
+                  + (f"   follow (auto) median {np.median([w for w, _ in picks]):g}, texture's visible "
+                     f"{picks[0][1]:.1%}" if picks else ""))
         print(f"  {'source with its own audio':38s} audio-motion {ref['audio_motion_source']:+.3f}   "
               f"shifted audio {ref['audio_motion_shifted']:+.3f}")
 

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from . import AHEAD, SILENCE_DB, calibrate_tau, pick_model, picture_score, reference_db, window_levels
+from . import AHEAD, SILENCE_DB, calibrate_tau, picture_score, reference_db, window_levels
 from . import avmodel
 from . import features as F
 
@@ -100,13 +100,11 @@ def fit_audio(bw, seg, thumbs: np.ndarray, seed: int = 0, progress: bool = True,
                          "seconds": r["seconds"]}
     elif av:
         summary["av"] = {"skipped": f"needs at least {avmodel.MIN_SEGMENTS} segments, the clip has {seg.count}"}
-    # Which model's matches go with the right picture, on the source itself: the default model
+    # How well each model's matches go with the right picture, on the source itself (`livetex info`)
     pics = segment_pictures(thumbs, seg)
     summary["features"]["picture_score"] = picture_score(emb, emb, tau_f, pics, seed=seed)
     if "tau" in summary.get("av", {}):
         summary["av"]["picture_score"] = picture_score(src, keys, tau_av, pics, seed=seed)
-    summary["default_model"] = pick_model({k: summary[k]["picture_score"] for k in ("features", "av")
-                                           if "picture_score" in summary.get(k, {})})
     bw.manifest["audio_fit"] = summary
     return summary
 

@@ -83,7 +83,7 @@ class LiveEmbedder:
     Parameters
     ----------
     bundle : a loaded Bundle (with source audio; LivetexError otherwise).
-    audio_model : "features" or "av" (default: the bundle's best; "vggish" is offline only).
+    audio_model : "features" or "av" (default features; "vggish" is offline only).
     rate, channels : the input stream's sample rate (Hz) and channel count.
     gain : "auto" (level-match by a running estimate of the input's level over the last 30 s, like a
         microphone needs), a float (fixed linear gain: ``livetex.audio.song_gain(y, model.ref_db, ...)``

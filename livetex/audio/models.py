@@ -12,8 +12,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import LivetexError
-from . import (AHEAD, AUDIO_MODELS, FALLBACK_AUDIO_MODEL, SILENCE_DB, audio_probs, calibrate_tau, check_model_name,
-               level_db, pick_model, picture_score, reference_db, run_ahead, scores, window_levels)
+from . import (AHEAD, AUDIO_MODELS, DEFAULT_AUDIO_MODEL, SILENCE_DB, audio_probs, calibrate_tau, check_model_name,
+               level_db, picture_score, reference_db, run_ahead, scores, window_levels)
 from . import features as F
 
 
@@ -95,18 +95,10 @@ def require_audio(bundle) -> None:
 
 
 def resolve_name(bundle, name: str | None) -> str:
-    """The audio model to use: ``name``, or the bundle's default: the model whose matches best predict
-    the source's own picture (:func:`livetex.audio.pick_model`), chosen at fit time; for bundles fitted
-    before that choice existed it is worked out now (well under a second)."""
-    if name is not None:
-        return check_model_name(name)
-    chosen = bundle.manifest.get("audio_fit", {}).get("default_model")
-    if chosen is None:
-        chosen = _DEFAULTS.get((bundle.path, bundle.manifest.get("created")))
-    if chosen is None:
-        chosen = pick_model(picture_scores(bundle))
-        _DEFAULTS[(bundle.path, bundle.manifest.get("created"))] = chosen
-    return chosen if chosen != "av" or bundle.has("audio_av") else FALLBACK_AUDIO_MODEL
+    """The audio model to use: ``name``, or ``DEFAULT_AUDIO_MODEL`` (features; see there why). The
+    ``default_model`` that bundles fitted before this rule recorded in their manifest is not used: it
+    was picked by picture score, and the model with the better score followed music worse."""
+    return DEFAULT_AUDIO_MODEL if name is None else check_model_name(name)
 
 
 def picture_scores(bundle) -> dict:
@@ -122,7 +114,6 @@ def picture_scores(bundle) -> dict:
     return out
 
 
-_DEFAULTS: dict = {}
 _CACHE: dict = {}
 
 

@@ -77,10 +77,12 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=_float_in(0.0, 1.0), default=None,
                    help="visual weight in the audio-conditioned mix T = a*T_v + (1-a)*T_a (default 0.5)")
     p.add_argument("--audio-model", default=None, choices=["features", "av", "vggish"],
-                   help="audio embedding used for conditioning (default: the bundle's best)")
+                   help="audio embedding used for conditioning (default: features)")
     p.add_argument("--audio-walk", default="plan", choices=["plan", "greedy"],
                    help="with a song FILE: plan the walk over the whole song (default; far fewer cuts) or mix "
                         "each step greedily as with a microphone")
+    from ..cli import FOLLOW_HELP, follow_strength
+    p.add_argument("--follow", type=follow_strength, default="auto", metavar="auto|W", help=FOLLOW_HELP)
     p.add_argument("--interpolate", default=None, choices=["none", "fade", "flow"],
                    help="seam smoothing at jumps, computed ahead of time (default: the seam module's default)")
     p.add_argument("--duration", type=_float_in(0.0, 1e9, open_lo=True), default=None, metavar="S",
@@ -110,7 +112,7 @@ def cmd_play(a) -> None:
     from .app import PlayConfig, play
     cfg = PlayConfig(bundle=a.bundle, audio=a.audio, input_device=a.input_device, output_device=a.output_device,
                      fullscreen=a.fullscreen, screen=a.screen, size=a.size, temperature=a.temperature, threshold=a.threshold,
-                     alpha=a.alpha, audio_model=a.audio_model, audio_walk=a.audio_walk,
+                     alpha=a.alpha, audio_model=a.audio_model, audio_walk=a.audio_walk, follow=a.follow,
                      interpolate=a.interpolate, duration=a.duration,
                      stats=a.stats, screenshot=a.screenshot, hud=a.hud, headless=a.headless, osc=a.osc,
                      osc_host=a.osc_host, seed=a.seed)

@@ -35,6 +35,7 @@ class PlayConfig:
     alpha: float | None = None
     audio_model: str | None = None
     audio_walk: str = "plan"       # with a song file: "plan" the walk over the whole song, or mix "greedy"ly
+    follow: float | str = "auto"   # planned walk: the energy weight, or "auto" (conditioning.follow_plan)
     interpolate: str | None = None
     duration: float | None = None
     stats: str | None = None
@@ -147,15 +148,20 @@ def play(cfg: PlayConfig) -> dict:
         if cfg.audio_walk == "plan":
             # The whole song is known: plan the walk as `livetex render --audio` does (cuts where the
             # picture allows them, ahead of the music); starts where the song's beginning fits best.
-            from ..conditioning import Planner, walk_energy
+            from ..conditioning import follow_plan, walk_energy
             t0 = time.perf_counter()
             rows = song_cond.rows()
-            planner = Planner(sampler, rows, controls.alpha, sampler.rng, bundle,
-                              energy=walk_energy(bundle, song_cond.y, len(rows)))
-            start = planner.start()
+            planner, steps, follow = follow_plan(sampler, rows, controls.alpha, seed, bundle,
+                                                 walk_energy(bundle, song_cond.y, len(rows)), follow=cfg.follow)
+            planner.attach(sampler, sampler.rng)      # chosen on a trial walk; the live walk draws its own
+            start = steps[0]
             stats.info["plan_seconds"] = round(time.perf_counter() - t0, 3)
+            stats.info.update(follow)
             _log(f"planned the walk over the song ({planner.K} steps, {sampler.N} segments) in "
-                 f"{stats.info['plan_seconds']:.1f} s (--audio-walk greedy skips this)")
+                 f"{stats.info['plan_seconds']:.1f} s, following at strength {follow['follow']:g}"
+                 + (f" (cuts shown {follow['follow_tried'][str(follow['follow'])]:.0%}, the texture's "
+                    f"{follow['follow_target']:.0%})" if "follow_tried" in follow else "")
+                 + " (--audio-walk greedy skips this)")
         else:
             # The picture starts in tune, as offline: the first segment is drawn from the song's first row.
             p0 = np.asarray(song_cond(0), np.float64)
