@@ -544,7 +544,7 @@ def follow_plan(s, T: np.ndarray, alpha: float, seed: int, bundle, energy: tuple
     if follow != "auto":
         p, steps = trial(float(follow), None)
         return p, steps, {"follow": float(follow)}
-    if bundle is None or SEAM_COST <= 0 or alpha >= 1.0 or energy is None:
+    if bundle is None or SEAM_COST <= 0 or not 0.0 < alpha < 1.0 or energy is None:    # nothing to weigh
         p, steps = trial(ENERGY_WEIGHT, None)
         return p, steps, {"follow": ENERGY_WEIGHT}
     # Bisection: about three trials for seven rungs. Only the best passing trial and the smoothest are
