@@ -25,7 +25,8 @@ song can be followed from there, and the sampler walks forward weighted by it, w
 ahead of the change in the music, and a cut that would show costs so much (SEAM_COST) that the music
 gets its way through cuts that do not. How hard the song's loudness pulls the picture (``follow``) is
 chosen per song on trial walks (:func:`follow_plan`): the strongest whose walk shows no more of its
-cuts than the bundle's unconditional texture does (tools/bench_audio.py --eval).
+cuts than the bundle's unconditional texture does, and replays little more of what it just showed;
+each trial re-plans against material its last walk showed again (tools/bench_audio.py --eval).
 
 Also here: the conditional baselines ``random-clip`` and ``audio-nn``.
 """
@@ -169,6 +170,9 @@ AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (
 ENERGY_WEIGHT = 5.0    # planned walk, nats at alpha = 0.5: the song's loudness times the picture's motion, both
                        # z-scored (song_energy, segment_motion): plays when the music plays, rests in its gaps.
                        # The default for a Planner made directly; walks pick theirs with follow_plan.
+REUSE_ROUNDS = 2       # re-plans against showing the same material again (follow_plan) ...
+REUSE_COST = 2.0       # ... each extra showing of a segment in the last round's walk costs this many nats more
+RESHOWN_SLACK = 0.1    # a song walk may show again within 20 s this much more than the texture (follow_plan)
 TASTE = 3.0            # nats (s.d.): each seed's own liking for some segments (Planner.taste)
 START_SLACK = 3.0      # nats: a planned walk may begin wherever the song is followed about as well as at best
 FOLLOW_LADDER = (0.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)   # energy weights follow="auto" chooses among
@@ -360,7 +364,8 @@ class Planner:
 
     def __init__(self, s, T: np.ndarray, alpha: float, rng: np.random.Generator, bundle=None,
                  cut_prob: float | None = None, candidates: int = CANDIDATES, previous: "Planner | None" = None,
-                 energy: tuple[np.ndarray, np.ndarray] | None = None, energy_weight: float | None = None):
+                 energy: tuple[np.ndarray, np.ndarray] | None = None, energy_weight: float | None = None,
+                 avoid: np.ndarray | None = None):
         self.s, self.T, self.rng, self.bundle = s, T, rng, bundle
         if energy is None and previous is not None:
             energy = previous.energy
@@ -411,6 +416,9 @@ class Planner:
         # A per-seed liking for some segments (constant over the song): where the evidence is strong the
         # posterior is so peaked that every seed would otherwise walk the same route through a song.
         self.taste = (TASTE * rng.standard_normal(N)).astype(np.float64) if TASTE > 0 else None
+        self.avoid = avoid         # (N,) nats against segments (follow_plan's re-planning rounds), or None
+        if avoid is not None:
+            self.taste = (0.0 if self.taste is None else self.taste) - np.asarray(avoid, np.float64)
         self.back = loop_band(s)
         self.dwell = 0 if alpha <= 0 else max(1, int(round(MIN_DWELL_S / s.stride_s)))   # alpha 0: music alone
         self.since = self.dwell
@@ -506,68 +514,104 @@ def visible_fraction(seams: "SeamCost", steps) -> float:
     return float((seams._pairs_rows(st[cut], st[cut + 1][:, None])[:, 0] > 0).mean())
 
 
-def smoothness_target(s, seams: "SeamCost") -> float:
-    """How many of the unconditional texture's cuts show (:func:`visible_fraction` over SMOOTH_WALKS
-    walks of SMOOTH_WALK_S, fixed seeds, the unconditional guards): what a song walk must not exceed."""
+def texture_targets(s, seams: "SeamCost") -> tuple[float, float]:
+    """What a song walk must not exceed, measured on the unconditional texture (SMOOTH_WALKS walks of
+    SMOOTH_WALK_S, fixed seeds, the unconditional guards): the fraction of its cuts that show
+    (:func:`visible_fraction`) and the fraction of its steps that show again a segment shown in the
+    last RESHOWN_S seconds (:func:`livetex.metrics.reshown`; unavoidable on a short clip)."""
+    from .metrics import RESHOWN_S, reshown
     from .sampler import NO_JUMP_BACK_S
     n = max(2, int(round(SMOOTH_WALK_S / s.stride_s)))
     cuts = shown = 0
+    again = []
     for i in range(SMOOTH_WALKS):
         f = s.fork(seed=i, no_jump_back_s=NO_JUMP_BACK_S)
         st = np.asarray(f.walk(n, int(f.rng.integers(max(1, f.N - max(1, f.N // 8))))), np.int64)
         c = int((st[1:] != st[:-1] + 1).sum())
         shown += round(visible_fraction(seams, st) * c)
         cuts += c
-    return shown / cuts if cuts else 0.0
+        again.append(reshown(st, 1.0 / s.stride_s, RESHOWN_S))
+    return (shown / cuts if cuts else 0.0), float(np.mean(again))
 
 
 def follow_plan(s, T: np.ndarray, alpha: float, seed: int, bundle, energy: tuple[np.ndarray, np.ndarray],
                 follow: float | str = "auto", start: int | None = None) -> tuple["Planner", list[int], dict]:
-    """A planned walk that follows the song as hard as it can while staying as smooth as the texture.
+    """A planned walk that follows the song as hard as it can while staying as smooth and as fresh as
+    the texture.
 
     ``follow`` is the energy weight (nats at alpha = 0.5: how hard the performer is made to play while
     the music is loud and rest in its gaps). ``"auto"`` picks it from FOLLOW_LADDER by bisection on
     trial walks: the largest whose walk shows no larger a fraction of its cuts than the unconditional
-    texture of this bundle (:func:`smoothness_target`). How hard a video can follow a song without
-    showing its cuts is the video's own: the 97 s piano clip has many invisible cuts and a strong
-    weight takes visible ones, while the 10 s violin duet's unconditional texture already shows 64% of
-    its cuts and the music may have more. Trials are walked on forks of ``s``; ``s`` is left as it was.
+    texture of this bundle, and shows again little more of what it showed in the last 20 s
+    (:func:`texture_targets`, RESHOWN_SLACK). How hard a video can follow a song without showing its
+    cuts is the video's own: the 97 s piano clip has many invisible cuts and a strong weight takes
+    visible ones, while the 10 s violin duet's unconditional texture already shows 57% of its cuts
+    and the music may have more. If no weight tried keeps both, smoothness alone decides. Each trial
+    re-plans against reuse (REUSE_ROUNDS, see ``trial``). Trials are walked on forks of ``s``; ``s``
+    is left as it was.
 
     Returns the chosen planner (attached to a fork of ``s``, at its walk's end), its walk (K steps from
     ``start``, default: where the song's beginning fits best) and what was measured.
     """
+    from .metrics import RESHOWN_S, reshown
+    targets = None
+    fair = max(1, int(np.ceil(len(T) / len(s.phi))))
+
     def trial(w: float, previous):
-        p = Planner(s.fork(seed), T, alpha, np.random.default_rng(seed), bundle, energy=energy,
-                    energy_weight=w, previous=previous)
-        return p, p.walk(start)
+        # Each round makes the segments the last walk showed more often than it had to dearer
+        # (REUSE_COST nats per extra showing, summed over rounds; a song longer than the clip must show
+        # each segment len(T) / N times), and plans again: the backward pass itself then looks for
+        # other material, where a forward-only penalty could only push the walk off its plan (piano,
+        # 45 s: 59% of frames shown again within 20 s without these rounds, 4% with them; the
+        # texture: 1%). The last round whose cuts show no more often than the texture's is kept (else
+        # the smoothest): over a long song fresh material can cost visible cuts.
+        nonlocal targets
+        avoid, kept = None, None
+        for _ in range(REUSE_ROUNDS + 1):
+            p = Planner(s.fork(seed), T, alpha, np.random.default_rng(seed), bundle, energy=energy,
+                        energy_weight=w, previous=previous, avoid=avoid)
+            steps = p.walk(start)
+            previous = p
+            if p.seams is None:
+                return p, steps, 0.0, 0.0
+            if targets is None:
+                targets = texture_targets(s, p.seams)
+            v = visible_fraction(p.seams, steps)
+            if kept is None or v <= targets[0] + 1e-9 or (kept[2] > targets[0] + 1e-9 and v < kept[2]):
+                kept = (p, steps, v, reshown(np.asarray(steps), 1.0 / s.stride_s, RESHOWN_S))
+            extra = REUSE_COST * np.maximum(np.bincount(steps, minlength=p.N) - fair, 0)
+            avoid = extra if avoid is None else avoid + extra
+        return kept
 
     if follow != "auto":
-        p, steps = trial(float(follow), None)
+        p, steps, _, _ = trial(float(follow), None)
         return p, steps, {"follow": float(follow)}
     if bundle is None or SEAM_COST <= 0 or not 0.0 < alpha < 1.0 or energy is None:    # nothing to weigh
-        p, steps = trial(ENERGY_WEIGHT, None)
+        p, steps, _, _ = trial(ENERGY_WEIGHT, None)
         return p, steps, {"follow": ENERGY_WEIGHT}
-    # Bisection: about three trials for seven rungs. Only the best passing trial and the smoothest are
-    # kept (each holds K x N backward messages).
-    lo, hi, tried, target = 0, len(FOLLOW_LADDER) - 1, {}, None
-    best = smoothest = prev = None
+    # Bisection: about three trials for seven rungs. Only the best trials are kept (each holds K x N
+    # backward messages): passing both targets, passing smoothness, the smoothest.
+    lo, hi, tried = 0, len(FOLLOW_LADDER) - 1, {}
+    both = smooth = smoothest = prev = None
     while lo <= hi:
         mid = (lo + hi) // 2
         w = FOLLOW_LADDER[mid]
-        p, steps = trial(w, prev)
+        p, steps, v, r = trial(w, prev)
         prev = p
-        if target is None:
-            target = smoothness_target(s, p.seams)
-        v = tried[w] = visible_fraction(p.seams, steps)
-        if v <= target + 1e-9:
-            best, lo = (p, steps, w), mid + 1
+        tried[w] = (round(v, 4), round(r, 4))
+        if v <= targets[0] + 1e-9:
+            smooth = (p, steps, w) if smooth is None or w > smooth[2] else smooth
+            if r <= targets[1] + RESHOWN_SLACK:
+                both = (p, steps, w) if both is None or w > both[2] else both
+        if v <= targets[0] + 1e-9 and r <= targets[1] + RESHOWN_SLACK:
+            lo = mid + 1
         else:
             hi = mid - 1
-        if smoothest is None or v < tried[smoothest[2]]:
+        if smoothest is None or v < tried[smoothest[2]][0]:
             smoothest = (p, steps, w)
-    p, steps, w = best or smoothest
-    return p, steps, {"follow": w, "follow_target": round(target, 4),
-                      "follow_tried": {str(k): round(v, 4) for k, v in tried.items()}}
+    p, steps, w = both or smooth or smoothest
+    return p, steps, {"follow": w, "follow_target": round(targets[0], 4), "reshown_target": round(targets[1], 4),
+                      "follow_tried": {str(k): v for k, v in tried.items()}}
 
 
 def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: int | None = None,

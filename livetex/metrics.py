@@ -10,6 +10,8 @@
 - ``visible_jumps``: fraction of jumps whose frame-to-frame change (mean absolute difference of 64 px
   grey frames) exceeds the 99.5th percentile of the source's own consecutive-frame changes.
 - ``revisits``: fraction of jumps landing on a frame shown in the previous 5 s (stutter / tiny loops).
+- ``reshown``: fraction of output frames showing a source frame already shown in the previous 20 s
+  (a texture that replays a stretch of the source, even through long loops and fresh cuts).
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ from .timeline import Timeline
 VISIBLE_PERCENTILE = 99.5
 DS_WINDOW_S = 30.0
 REVISIT_S = 5.0
+RESHOWN_S = 20.0
+
+
+def reshown(frames: np.ndarray, fps: float, seconds: float = RESHOWN_S) -> float:
+    """Fraction of output frames whose source frame was already shown within the previous ``seconds``."""
+    f = np.asarray(frames, np.int64)
+    if len(f) < 2:
+        return 0.0
+    i = np.arange(len(f))
+    order = np.lexsort((i, f))                 # by source frame, then output time
+    fs, js = f[order], i[order]
+    again = (fs[1:] == fs[:-1]) & (js[1:] - js[:-1] <= int(round(seconds * fps)))
+    return float(again.sum() / len(f))
 
 
 def grey_thumbs(bundle) -> np.ndarray:
@@ -118,6 +133,7 @@ def timeline_metrics(bundle, tl: Timeline, grey: np.ndarray | None = None) -> di
         "source_change_p50": float(np.median(sc)) if len(sc) else 0.0,
         "source_change_p995": thr,
         "revisits": revisits / len(jumps) if len(jumps) else 0.0,
+        "reshown": reshown(f, fps),
     }
 
 
@@ -134,6 +150,7 @@ _LABELS = [
     ("source_change_p50", "source consecutive change p50", "{:.2f}"),
     ("source_change_p995", "source consecutive change p99.5", "{:.2f}"),
     ("revisits", "jumps back into the last 5 s", "{:.1%}"),
+    ("reshown", "frames shown again within 20 s", "{:.1%}"),
 ]
 
 

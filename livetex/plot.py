@@ -3,10 +3,14 @@
 ``livetex plot BUNDLE -o matrix.png [--timeline T.json]`` draws the matrix the sampler uses (static
 guards, no visit history) with log-scaled colour; the natural successors form the bright line just above
 the diagonal, good loop points show up as off-diagonal streaks parallel to it. With a timeline, the walk's
-transitions are marked on the matrix and a second panel shows the source position over output time.
+transitions are marked on the matrix and a second panel shows the source position over output time;
+if the walk followed a song (and the song's file is still there), a third shows the song's loudness
+against the picture's motion, the two curves the audio-motion agreement correlates.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -51,9 +55,11 @@ def plot(bundle, out: str, timeline=None, temperature: float | None = None, thre
     Pp, f = _pool(P, MAX_CELLS)
     ext = len(P) * stride_s
 
+    song = _song(bundle, timeline)
     ncols = 2 if timeline is not None else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(7.5 * ncols, 7), squeeze=False)
-    ax = axes[0, 0]
+    fig = plt.figure(figsize=(7.5 * ncols, 7))
+    grid = fig.add_gridspec(2 if song is not None else 1, ncols)
+    ax = fig.add_subplot(grid[:, 0])
     with np.errstate(divide="ignore"):
         img = np.log10(np.maximum(Pp, 1e-6))
     im = ax.imshow(img, cmap="magma", vmin=-6, vmax=0, extent=(0, ext, ext, 0), interpolation="nearest")
@@ -69,7 +75,7 @@ def plot(bundle, out: str, timeline=None, temperature: float | None = None, thre
                    facecolors="none", edgecolors="#00e5ff", linewidths=1.0, label="jumps taken")
         ax.legend(loc="lower left", fontsize=8)
     if timeline is not None:
-        ax2 = axes[0, 1]
+        ax2 = fig.add_subplot(grid[0, 1])
         t = np.arange(len(timeline.frames)) / timeline.fps
         ax2.plot(t, np.asarray(timeline.frames) / bundle.fps, color="#d62728", lw=1.2)
         for k in timeline.jumps:
@@ -79,10 +85,34 @@ def plot(bundle, out: str, timeline=None, temperature: float | None = None, thre
         ax2.set_ylim(0, bundle.n_frames / bundle.fps)
         ax2.set_title(f"walk: {timeline.method}, {len(timeline.jumps)} jumps in {timeline.seconds:.0f} s")
         ax2.grid(alpha=0.3)
+    if song is not None:
+        # the music's loudness against the picture's motion: what "strumming to the beat" means here
+        from .audio.metrics import agreement_curves
+        t, loud, motion, r = agreement_curves(bundle, timeline, song)
+        ax3 = fig.add_subplot(grid[1, 1], sharex=ax2)
+        ax3.plot(t, loud, color="#1f77b4", lw=1.2, label="music loudness")
+        ax3.plot(t, motion, color="#d62728", lw=1.2, label="picture motion")
+        for k in timeline.jumps:
+            ax3.axvline(k / timeline.fps, color="0.85", lw=0.5, zorder=0)
+        ax3.set_xlabel("output time (s)")
+        ax3.set_ylabel("z-score (1 s smoothing)")
+        ax3.set_title(f"following {os.path.basename(timeline.audio['path'])}: agreement {r:+.2f}")
+        ax3.legend(loc="upper right", fontsize=8)
+        ax3.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _song(bundle, timeline):
+    """The conditioning audio of an audio-following timeline (mono, features.SR), or None."""
+    path = (getattr(timeline, "audio", None) or {}).get("path") if timeline is not None else None
+    if not path or not os.path.isfile(path):
+        return None
+    from .audio import features as F
+    from .media.audio import load_audio
+    return load_audio(path, F.SR, channels=1)
 
 
 def add_parser(sub):

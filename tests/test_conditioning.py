@@ -387,6 +387,19 @@ def test_cli_render_with_audio(tone, tmp_path):
     assert tl["params"]["alpha"] == 0.5 and tl["audio"]["path"].endswith("cond.wav")
     with av.open(str(out)) as c:
         assert len(c.streams.audio) == 1 and len(c.streams.video) == 1
+    # the picture of the walk adds the song's loudness against the picture's motion, with the agreement
+    from livetex.audio import features as F
+    from livetex.audio.metrics import agreement_curves, audio_metrics
+    from livetex.media.audio import load_audio
+    from livetex.timeline import load_timeline
+    b, tl = load_bundle(tone.bundle_dir), load_timeline(str(tmp_path / "out.json"))
+    t, loud, motion, r = agreement_curves(b, tl, load_audio(tone.cond_wav, F.SR, channels=1))
+    assert len(t) == len(loud) == len(motion) == len(tl.frames) and abs(loud.mean()) < 1e-6
+    assert r == pytest.approx(audio_metrics(b, tl, tone.cond_wav)["audio_motion"], abs=1e-9)
+    r = subprocess.run([sys.executable, "-m", "livetex", "plot", tone.bundle_dir, "-o", str(tmp_path / "m.png"),
+                        "--timeline", str(tmp_path / "out.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert cv2.imread(str(tmp_path / "m.png")).shape[1] > 1000
     # audio conditioning on a bundle without sound: one line, exit 1
     nosound = tmp_path / "copy"
     shutil.copytree(tone.bundle_dir, nosound)
@@ -642,13 +655,13 @@ def test_energy_evidence_rests_in_the_gaps_even_without_an_audio_model(tone):
     assert np.mean(blind[~near] == loud_steps[~near]) < 0.7
 
 
-def test_follow_auto_keeps_a_song_walk_as_smooth_as_the_texture(media_dir, tmp_path):
+def test_follow_auto_keeps_a_song_walk_as_smooth_as_the_texture(media_dir, tmp_path, monkeypatch):
     """follow="auto" (render's default): trial walks at energy weights from FOLLOW_LADDER, bisected; the
     chosen weight is the largest tried whose walk shows no larger a fraction of its cuts than the
     bundle's unconditional texture (or, if none does, the smoothest tried). The fraction is the
     visible-jump metric's own (SeamCost reads float grey levels, so they agree to the cut). A fixed
     weight skips the trials; the CLI takes auto or a number."""
-    from livetex.conditioning import FOLLOW_LADDER, SeamCost, visible_fraction
+    from livetex.conditioning import FOLLOW_LADDER, RESHOWN_SLACK, SeamCost, visible_fraction
     from livetex.fit import FitConfig, fit
     from livetex.metrics import grey_thumbs, timeline_metrics
     from livetex.walks import WalkRequest, run
@@ -657,18 +670,30 @@ def test_follow_auto_keeps_a_song_walk_as_smooth_as_the_texture(media_dir, tmp_p
     add_arrays(bdir, **dict(zip(("phi", "psi"), pixel_bigram(load_bundle(bdir)))))
     b = load_bundle(bdir)
     grey, sc = grey_thumbs(b), SeamCost(b)
+    again = []
     for song in ("jazz_vibes_01.ogg", "drum_bass_01.ogg"):
         req = WalkRequest(bundle=b, n_frames=int(20 * b.fps), seed=2, audio=str(media_dir / song))
         tl = run("contrastive", req)
         p = tl.params
-        tried = {float(k): v for k, v in p["follow_tried"].items()}
+        tried = {float(k): tuple(v) for k, v in p["follow_tried"].items()}
         assert p["follow"] in FOLLOW_LADDER and p["follow"] in tried and 2 <= len(tried) <= 3
-        assert 0.0 <= p["follow_target"] <= 1.0
-        passed = [w for w, v in tried.items() if v <= p["follow_target"] + 1e-9]
-        assert p["follow"] == (max(passed) if passed else min(tried, key=tried.get))
-        shown = timeline_metrics(b, tl, grey)["visible_jumps"]
-        assert visible_fraction(sc, tl.steps) == pytest.approx(shown, abs=1e-9) == pytest.approx(tried[p["follow"]], abs=1e-4)
+        assert 0.0 <= p["follow_target"] <= 1.0 and 0.0 <= p["reshown_target"] <= 1.0
+        smooth = [w for w, (v, r) in tried.items() if v <= p["follow_target"] + 1e-9]
+        both = [w for w in smooth if tried[w][1] <= p["reshown_target"] + RESHOWN_SLACK]
+        assert p["follow"] == (max(both) if both else max(smooth) if smooth else min(tried, key=tried.get))
+        m = timeline_metrics(b, tl, grey)
+        assert visible_fraction(sc, tl.steps) == pytest.approx(m["visible_jumps"], abs=1e-9)
+        assert m["visible_jumps"] == pytest.approx(tried[p["follow"]][0], abs=1e-4)
+        assert m["reshown"] == pytest.approx(tried[p["follow"]][1], abs=0.02)     # frames vs. steps
         assert run("contrastive", req).steps == tl.steps                       # trials are seeded too
+        again.append(timeline_metrics(b, tl, grey)["reshown"])
+    # re-planning against reuse: without those rounds the plan shows the same material again and again
+    import livetex.conditioning as C
+    monkeypatch.setattr(C, "REUSE_ROUNDS", 0)
+    once = [timeline_metrics(b, run("contrastive", WalkRequest(bundle=b, n_frames=int(20 * b.fps), seed=2,
+                                                               audio=str(media_dir / s))), grey)["reshown"]
+            for s in ("jazz_vibes_01.ogg", "drum_bass_01.ogg")]
+    assert sum(again) < sum(once), (again, once)
     fixed = run("contrastive", WalkRequest(bundle=b, n_frames=int(10 * b.fps), seed=2, audio=str(media_dir / song),
                                            extra={"follow": 0.0}))
     assert fixed.params["follow"] == 0.0 and "follow_tried" not in fixed.params
@@ -676,3 +701,21 @@ def test_follow_auto_keeps_a_song_walk_as_smooth_as_the_texture(media_dir, tmp_p
                         str(media_dir / song), "--follow", "loud"], capture_output=True, text=True)
     assert r.returncode == 2 and "--follow: must be auto or a number >= 0" in r.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_planner_steers_clear_of_what_it_is_told_to_avoid(tone):
+    """``avoid`` (nats per segment, what follow_plan's re-planning rounds add for material a walk showed
+    again) enters the backward pass, so the plan itself routes around it rather than being pushed off it."""
+    from livetex.conditioning import Planner
+    from livetex.sampler import sampler_for
+    from livetex.walks import WalkRequest
+    b = tone.bundle()
+    N, K = b.segments.count, 60
+    s, _ = sampler_for(WalkRequest(bundle=b, n_frames=100), "contrastive", no_jump_back_s=0.0)
+    T = np.full((K, N), 1.0 / N, np.float32)
+    avoid = np.where(np.arange(N) < N // 2, 50.0, 0.0)
+    seen = {}
+    for name, a in (("free", None), ("avoid", avoid)):
+        p = Planner(s.fork(3), T, 0.5, np.random.default_rng(3), bundle=b, avoid=a)
+        seen[name] = np.mean(np.asarray(p.walk()) < N // 2)
+    assert seen["avoid"] < 0.1 < seen["free"], seen

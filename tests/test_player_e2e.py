@@ -204,6 +204,7 @@ def test_song_is_played_and_is_the_clock(pulse, duet, media_dir, tmp_path):
     # ... as hard as keeps its cuts as hidden as the texture's (render's default, follow="auto")
     from livetex.conditioning import FOLLOW_LADDER
     assert s["follow"] in FOLLOW_LADDER and 0.0 <= s["follow_target"] <= 1.0 and str(s["follow"]) in s["follow_tried"]
+    assert 0.0 <= s["reshown_target"] <= 1.0
     assert "following at strength" in r.stderr
 
 

@@ -156,3 +156,16 @@ def test_pixel_walk_on_a_bundle_without_model(small_bundle):
     assert len(tl.frames) == 200
     with pytest.raises(LivetexError, match="no contrastive model"):
         walk_embeddings(b, "contrastive")
+
+
+def test_reshown_counts_frames_shown_again_within_the_window():
+    """metrics.reshown: a loop replayed at once counts, one replayed after the window does not, and a
+    straight run counts nothing; timeline_metrics reports it."""
+    from livetex.metrics import reshown
+    fps = 10.0
+    run = np.arange(50)
+    assert reshown(run, fps) == 0.0
+    assert reshown(np.r_[run, run], fps) == pytest.approx(0.5)                        # 5 s loop, 20 s window
+    assert reshown(np.r_[run, np.arange(1000, 1200), run], fps) == 0.0                 # back after 20 s
+    assert reshown(np.r_[run, run[:10]], fps, seconds=4.0) == 0.0                       # back after 5 s
+    assert reshown(np.r_[run, run[:10]], fps, seconds=5.0) == pytest.approx(10 / 60)

@@ -229,11 +229,11 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
                     tm = timeline_metrics(b, tl, grey)
                     ref = ref or am
                     rows.append((am["audio_motion"], am["beat_align"] - am["beat_align_chance"],
-                                 tm["jumps_per_min"], tm["visible_jumps"]))
+                                 tm["jumps_per_min"], tm["visible_jumps"], tm["reshown"]))
             r = np.asarray(rows)
             se = r[:, 0].std() / np.sqrt(len(r))
             print(f"  {label:38s} audio-motion {r[:, 0].mean():+.3f} +- {se:.3f}   beat-align above chance "
-                  f"{r[:, 1].mean():+.2f}   jumps/min {r[:, 2].mean():6.1f}   visible jumps {r[:, 3].mean():5.1%}"
+                  f"{r[:, 1].mean():+.2f}   jumps/min {r[:, 2].mean():6.1f}   visible jumps {r[:, 3].mean():5.1%}   shown again within 20 s {r[:, 4].mean():5.1%}"
                   + (f"   follow (auto) median {np.median([w for w, _ in picks]):g}, texture's visible "
                      f"{picks[0][1]:.1%}" if picks else ""))
         print(f"  {'source with its own audio':38s} audio-motion {ref['audio_motion_source']:+.3f}   "

@@ -75,6 +75,21 @@ def agreement(y: np.ndarray, sr: int, motion: np.ndarray, fps: float) -> float:
     return correlation(smooth(env, fps), smooth(motion, fps))
 
 
+def agreement_curves(bundle, timeline, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """What :func:`agreement` correlates, for a picture: (output time s, the audio's smoothed loudness,
+    the output's smoothed motion, both z-scored per frame, and their correlation). ``audio``: mono
+    float32 at ``features.SR``, sample 0 = output frame 0."""
+    from ..media.audio import fit_length
+    fps = float(timeline.fps)
+    frames = np.asarray(timeline.frames, np.int64)
+    motion = _source_reference(bundle)["motion"][frames]
+    y = fit_length(np.asarray(audio, np.float32), int(round(len(frames) / fps * F.SR)))
+    env = smooth(loudness_envelope(y, F.SR, fps, len(frames)), fps)
+    mot = smooth(motion, fps)
+    z = [(v - v.mean()) / v.std() if v.std() > 1e-12 else v * 0.0 for v in (env, mot)]
+    return np.arange(len(frames)) / fps, z[0], z[1], correlation(env, mot)
+
+
 # ------------------------------------------------------------------------------------------- beats
 def _peaks(x: np.ndarray, rate: float, min_gap_s: float, k_std: float) -> np.ndarray:
     """Indices of local maxima of x above mean + k_std * std, at least ``min_gap_s`` apart (greedy by height)."""

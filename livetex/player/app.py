@@ -159,7 +159,7 @@ def play(cfg: PlayConfig) -> dict:
             stats.info.update(follow)
             _log(f"planned the walk over the song ({planner.K} steps, {sampler.N} segments) in "
                  f"{stats.info['plan_seconds']:.1f} s, following at strength {follow['follow']:g}"
-                 + (f" (cuts shown {follow['follow_tried'][str(follow['follow'])]:.0%}, the texture's "
+                 + (f" (cuts shown {follow['follow_tried'][str(follow['follow'])][0]:.0%}, the texture's "
                     f"{follow['follow_target']:.0%})" if "follow_tried" in follow else "")
                  + " (--audio-walk greedy skips this)")
         else:

@@ -240,7 +240,7 @@ class Scheduler(threading.Thread):
             def rebuild():
                 from ..conditioning import Planner
                 try:
-                    new = Planner(self.sampler, pl.T, want[0], pl.rng, pl.bundle, previous=pl)
+                    new = Planner(self.sampler, pl.T, want[0], pl.rng, pl.bundle, previous=pl, avoid=pl.avoid)
                     if new.planned_for == want:   # the sampler's controls may have moved meanwhile
                         self.planner = new
                 except Exception:                # keep playing (greedily) whatever happens here
