@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import LivetexError
+from .sampler import start_limit
 from .timeline import Timeline, jumps_from_frames
 from .walks import WalkRequest, n_steps, register, segment_timeline
 
@@ -591,7 +592,7 @@ def _segment_walk(req: WalkRequest, method: str, X: np.ndarray, key, feature_des
                          lambda: CostMatrix(X, taps, EXPONENT_P, stutter, dtype, desc=f"{method} costs"))
     model = fit_classic(cost, req, 1, 60.0 / (seg.stride_frames / b.fps), stutter)
     rng = req.rng
-    start = int(req.start) if req.start is not None else int(rng.integers(max(1, N - max(1, N // 8))))
+    start = int(req.start) if req.start is not None else int(rng.integers(start_limit(N)))
     steps = model.walk(start, n_steps(req), rng)
     return segment_timeline(req, steps, method, **model.params, features=feature_desc)
 

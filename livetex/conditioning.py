@@ -42,7 +42,7 @@ from .audio import features as F
 from .audio.models import AudioModel, load_audio_model
 from .errors import LivetexError
 from .media.audio import load_audio
-from .sampler import draw
+from .sampler import draw, start_limit
 from .segments import Segments
 from .walks import WalkRequest, n_steps, register, segment_timeline
 
@@ -113,7 +113,7 @@ def _start(req: WalkRequest, T0: np.ndarray, N: int) -> int:
     if req.start is not None:
         return int(req.start)
     p = np.asarray(T0, np.float64)[:N].copy()
-    p[max(1, N - max(1, N // 8)):] = 0.0      # not at the very end: the walk needs room to run
+    p[start_limit(N):] = 0.0      # not at the very end: the walk needs room to run
     if p.sum() <= 0:
         p[:] = 1.0
     return int(req.rng.choice(N, p=p / p.sum()))
@@ -453,7 +453,7 @@ class Planner:
         START_SLACK nats of the best (not at the very end). Not in proportion to the posterior: that
         is so peaked that every seed would begin, and so go on, alike."""
         lw = (self.log_evidence(0) + self.logb[0]).astype(np.float64)
-        lw[max(1, self.N - max(1, self.N // 8)):] = -np.inf
+        lw[start_limit(self.N):] = -np.inf
         if not np.isfinite(lw).any():
             return 0
         ok = np.flatnonzero(lw >= lw.max() - START_SLACK)
@@ -505,13 +505,19 @@ class Planner:
         return [first] + [self.step(k) for k in range(1, self.K)]
 
 
-def visible_fraction(seams: "SeamCost", steps) -> float:
-    """The fraction of a walk's cuts that show (seam excess > 0: the visible-jump metric); 0 without cuts."""
+def visible_cuts(seams: "SeamCost", steps) -> tuple[int, int]:
+    """(cuts that show (seam excess > 0: the visible-jump metric), all cuts) of a walk."""
     st = np.asarray(steps, np.int64)
     cut = np.flatnonzero(st[1:] != st[:-1] + 1)
     if not len(cut):
-        return 0.0
-    return float((seams._pairs_rows(st[cut], st[cut + 1][:, None])[:, 0] > 0).mean())
+        return 0, 0
+    return int((seams._pairs_rows(st[cut], st[cut + 1][:, None])[:, 0] > 0).sum()), len(cut)
+
+
+def visible_fraction(seams: "SeamCost", steps) -> float:
+    """The fraction of a walk's cuts that show; 0 without cuts."""
+    shown, cuts = visible_cuts(seams, steps)
+    return shown / cuts if cuts else 0.0
 
 
 def texture_targets(s, seams: "SeamCost") -> tuple[float, float]:
@@ -526,11 +532,10 @@ def texture_targets(s, seams: "SeamCost") -> tuple[float, float]:
     again = []
     for i in range(SMOOTH_WALKS):
         f = s.fork(seed=i, no_jump_back_s=NO_JUMP_BACK_S)
-        st = np.asarray(f.walk(n, int(f.rng.integers(max(1, f.N - max(1, f.N // 8))))), np.int64)
-        c = int((st[1:] != st[:-1] + 1).sum())
-        shown += round(visible_fraction(seams, st) * c)
-        cuts += c
-        again.append(reshown(st, 1.0 / s.stride_s, RESHOWN_S))
+        st = f.walk(n, int(f.rng.integers(start_limit(f.N))))
+        v, c = visible_cuts(seams, st)
+        shown, cuts = shown + v, cuts + c
+        again.append(reshown(np.asarray(st), 1.0 / s.stride_s, RESHOWN_S))
     return (shown / cuts if cuts else 0.0), float(np.mean(again))
 
 
@@ -599,11 +604,12 @@ def follow_plan(s, T: np.ndarray, alpha: float, seed: int, bundle, energy: tuple
         p, steps, v, r = trial(w, prev)
         prev = p
         tried[w] = (round(v, 4), round(r, 4))
-        if v <= targets[0] + 1e-9:
-            smooth = (p, steps, w) if smooth is None or w > smooth[2] else smooth
-            if r <= targets[1] + RESHOWN_SLACK:
-                both = (p, steps, w) if both is None or w > both[2] else both
-        if v <= targets[0] + 1e-9 and r <= targets[1] + RESHOWN_SLACK:
+        smooth_ok, fresh_ok = v <= targets[0] + 1e-9, r <= targets[1] + RESHOWN_SLACK
+        if smooth_ok and (smooth is None or w > smooth[2]):
+            smooth = (p, steps, w)
+        if smooth_ok and fresh_ok and (both is None or w > both[2]):
+            both = (p, steps, w)
+        if smooth_ok and fresh_ok:
             lo = mid + 1
         else:
             hi = mid - 1
@@ -618,10 +624,7 @@ def plan_walk(s, T: np.ndarray, alpha: float, rng: np.random.Generator, start: i
               cut_prob: float | None = None, candidates: int = CANDIDATES, bundle=None,
               energy: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
     """A whole planned walk of len(T) steps (see :class:`Planner`)."""
-    p = Planner(s, T, alpha, rng, bundle, cut_prob, candidates, energy=energy)
-    first = p.start() if start is None else int(start)
-    s.reset(first)
-    return [first] + [p.step(k) for k in range(1, p.K)]
+    return Planner(s, T, alpha, rng, bundle, cut_prob, candidates, energy=energy).walk(start)
 
 
 def static_blocked(s, rows: np.ndarray, back: int) -> np.ndarray:

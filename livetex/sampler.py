@@ -293,10 +293,15 @@ def sampler_for(req: WalkRequest, kind: str = "contrastive", **sampler_kw) -> tu
     return s, {"temperature": tau, "threshold": threshold, "target_jumps_per_min": target, "scores": kind}
 
 
+def start_limit(N: int) -> int:
+    """Walks start before this segment: not in the last eighth of the clip, so they have room to run."""
+    return max(1, N - max(1, N // 8))
+
+
 def start_segment(req: WalkRequest, N: int) -> int:
     if req.start is not None:
         return int(req.start)
-    return int(req.rng.integers(max(1, N - max(1, N // 8))))
+    return int(req.rng.integers(start_limit(N)))
 
 
 @register("contrastive", "learned bi-gram model + pixel continuity on the segment graph (default)")

@@ -86,7 +86,7 @@ def seam_mode(name: str | None) -> str:
 def play(cfg: PlayConfig) -> dict:
     """Play until done; returns the stats dict (also written to ``cfg.stats`` if given)."""
     from ..bundle import load_bundle
-    from ..sampler import DEFAULT_THRESHOLD, Sampler, walk_embeddings
+    from ..sampler import DEFAULT_THRESHOLD, Sampler, start_limit, walk_embeddings
     from .audio_in import FilePlayer, MicInput, WallClock
     from .controls import Controls
     from .prefetch import Prefetcher
@@ -118,7 +118,7 @@ def play(cfg: PlayConfig) -> dict:
         guards = song_guards(cfg.audio_walk)     # as `livetex render --audio`
     sampler = Sampler(q, k, stride_s, tau, threshold, seed, cosine=cosine, **guards)
     rng = np.random.default_rng(seed)
-    start = int(rng.integers(max(1, sampler.N - max(1, sampler.N // 8))))
+    start = int(rng.integers(start_limit(sampler.N)))
     mode = seam_mode(cfg.interpolate)
     stats = Stats()
     from ..conditioning import DEFAULT_ALPHA
@@ -165,7 +165,7 @@ def play(cfg: PlayConfig) -> dict:
         else:
             # The picture starts in tune, as offline: the first segment is drawn from the song's first row.
             p0 = np.asarray(song_cond(0), np.float64)
-            p0[max(1, sampler.N - max(1, sampler.N // 8)):] = 0.0
+            p0[start_limit(sampler.N):] = 0.0
             if p0.sum() > 0:
                 start = int(rng.choice(sampler.N, p=p0 / p0.sum()))
         audio_info = {"mode": "file", "path": os.path.abspath(cfg.audio), "device": song_player.device_name,
