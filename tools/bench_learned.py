@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from bench_quality import VIDEOS, fitted, matched, summary  # noqa: E402
+from bench_quality import fitted, matched, media_videos, summary  # noqa: E402
 
 from livetex.bundle import load_bundle  # noqa: E402
 from livetex.conditioning import SeamCost  # noqa: E402
@@ -124,11 +124,9 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     configs = json.loads(a.configs) if a.configs else AXES
-    videos = sorted(f for f in os.listdir(a.media) if f.endswith(VIDEOS))
-    if a.only:
-        videos = [v for v in videos if any(o in v for o in a.only.split(","))]
+    os.makedirs(a.cache, exist_ok=True)
     rows = []
-    for v in videos:
+    for v in media_videos(a.media, a.only):
         b = load_bundle(fitted(os.path.join(a.media, v), a.cache))
         grey, seg = grey_thumbs(b), b.segments
         codes = np.asarray(b.array("pixel_codes"))

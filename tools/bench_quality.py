@@ -39,6 +39,12 @@ VIDEOS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 METHODS = ("contrastive", "learned", "pixel")
 
 
+def media_videos(media: str, only: str | None) -> list[str]:
+    """The videos in the media folder, sorted; ``only``: comma-separated parts of their names to keep."""
+    videos = sorted(f for f in os.listdir(media) if f.endswith(VIDEOS))
+    return [v for v in videos if any(o in v for o in only.split(","))] if only else videos
+
+
 def fitted(video: str, cache: str) -> str:
     out = os.path.join(cache, os.path.splitext(os.path.basename(video))[0])
     try:
@@ -108,11 +114,8 @@ def main():
     p.add_argument("--only", default=None, help="comma-separated video names")
     a = p.parse_args()
     os.makedirs(a.cache, exist_ok=True)
-    videos = sorted(f for f in os.listdir(a.media) if f.endswith(VIDEOS))
-    if a.only:
-        videos = [v for v in videos if any(o in v for o in a.only.split(","))]
     rows = []
-    for v in videos:
+    for v in media_videos(a.media, a.only):
         b = load_bundle(fitted(os.path.join(a.media, v), a.cache))
         grey = grey_thumbs(b)
         for rate in (None, a.rate):
