@@ -109,7 +109,9 @@ def main():
     p.add_argument("--media", default=os.path.join(ROOT, "..", "shared", "media"))
     p.add_argument("--cache", default="/tmp/livetex-quality")
     p.add_argument("--only", default="piano,kitchen", help="comma-separated video names ('' for all)")
-    p.add_argument("--configs", default=None, help="JSON {label: {TrainConfig overrides}} (default: the four axes)")
+    p.add_argument("--configs", default=None,
+                   help='JSON {label: {TrainConfig overrides}}; "config" names a preset in models/ (default: the four '
+                        'axes). A pretrained backbone: \'{"x3d": {"config": "x3d_xs", "weights": "/path/X3D_XS.pyth"}}\'')
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--rate", type=float, default=20.0)
@@ -150,7 +152,8 @@ def main():
         thumbs = np.asarray(b.array("thumbs"))
         for label, over in configs.items():
             for fs in range(a.fit_seeds):
-                tc = load_config("default", **over)
+                over = dict(over)
+                tc = load_config(over.pop("config", "default"), **over)
                 t0 = time.time()
                 clips = SegmentClips(thumbs, seg, tc.size, tc.frames, torch.device("cpu"), tc.view)
                 model, log = train(clips, tc, torch.device("cpu"), fs, progress=False)
