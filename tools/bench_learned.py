@@ -41,7 +41,7 @@ from livetex.bundle import load_bundle  # noqa: E402
 from livetex.conditioning import SeamCost  # noqa: E402
 from livetex.metrics import grey_thumbs, timeline_metrics  # noqa: E402
 from livetex.sampler import (DEFAULT_THRESHOLD, MIN_JUMP_S, Sampler, calibrate_temperature,  # noqa: E402
-                             start_segment, transition_vectors, walk_embeddings)
+                             normalize, start_segment, transition_vectors, walk_embeddings)
 from livetex.walks import WalkRequest, n_steps, segment_timeline  # noqa: E402
 
 AXES = {
@@ -159,8 +159,7 @@ def main():
                 model, log = train(clips, tc, torch.device("cpu"), fs, progress=False)
                 phi, psi = embed_all(model, clips, tc.batch_embed)
                 fit_s = time.time() - t0
-                L = (phi / np.linalg.norm(phi, axis=1, keepdims=True)) @ (psi / np.linalg.norm(psi, axis=1, keepdims=True)).T
-                auc = row_auc(L[rows_t, cand], invisible)
+                auc = row_auc((normalize(phi) @ normalize(psi).T)[rows_t, cand], invisible)
                 res = {kind: walk_at_rate(b, *transition_vectors(codes, phi, psi, kind), a.rate, a.seeds, a.seconds, grey)
                        for kind in ("learned", "contrastive")}
                 top1 = successor_accuracy(phi, psi)

@@ -121,7 +121,7 @@ def main():
         for rate in (None, a.rate):
             for m in a.methods.split(","):
                 if rate is not None and a.match:
-                    tau, ms = matched_method(b, m, rate, a.seeds, a.seconds, grey)
+                    _, ms = matched_method(b, m, rate, a.seeds, a.seconds, grey)
                     label = f"{rate:g}/min"
                 else:
                     ms = walks(b, m, a.seeds, a.seconds, grey, jumps_per_min=rate)
