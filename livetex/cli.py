@@ -195,7 +195,7 @@ def cmd_render(a):
 
 
 def default_method(bundle) -> str:
-    return "contrastive" if bundle.has("phi") else "sequential"
+    return "contrastive"
 
 
 def default_interpolation() -> str:

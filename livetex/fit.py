@@ -19,7 +19,7 @@ from .errors import LivetexError
 from .framestore import FrameStoreWriter, NpyAppender
 from .media.audio import fit_length, load_audio
 from .media.video import iter_frames, probe
-from .sampler import LEARNED_WEIGHT, fitted_temperatures, pixel_codes
+from .sampler import LEARNED_WEIGHT, pixel_codes
 from .segments import STRIDE_S, WINDOW_S, make_segments
 
 def warn(msg: str) -> None:
@@ -112,6 +112,11 @@ def fit(video: str, out: str, cfg: FitConfig | None = None, force: bool = False,
         if cfg.model:
             from .train import fit_model
             phi, psi = fit_model(bw, seg, np.load(bw.file("thumbs.npy"), mmap_mode="r"), cfg, progress=progress)
-        bw.manifest["walk"] = {"learned_weight": LEARNED_WEIGHT, "temperatures": fitted_temperatures(
-            codes, phi, psi, seg.stride_frames / seg.fps, LEARNED_WEIGHT)}
+        # The transition graph and the texture walk's calibrated rate: what render and play need,
+        # computed once here instead of at every start.
+        from .graph import build_graph
+        from .texture import fit_walk
+        graph = build_graph(np.load(bw.file("thumbs.npy"), mmap_mode="r"), fps, progress=progress)
+        graph.save(bw)
+        bw.manifest["walk"] = {"learned_weight": LEARNED_WEIGHT, "texture": fit_walk(graph)}
         return bw.commit()

@@ -7,11 +7,21 @@
 - ``mean_jump_s``: mean distance in source time between where a jump leaves and where it lands.
 - ``coverage``: fraction of the source's frames shown at least once.
 - ``longest_run_s``: longest stretch of output without a jump.
-- ``visible_jumps``: fraction of jumps whose frame-to-frame change (mean absolute difference of 64 px
-  grey frames) exceeds the 99.5th percentile of the source's own consecutive-frame changes.
+- ``visible_jumps``: fraction of jumps that show, judged against the motion around each jump (not the
+  clip's fastest moments: a pose that teleports inside a slow passage shows even when fast passages
+  elsewhere change more). A jump's *ratio* is its largest frame-to-frame change (mean absolute
+  difference of 64 px grey frames) over the median change of the ``CONTEXT`` frames before and after
+  it; it shows when that ratio exceeds the 99.5th percentile of the same ratio over the source itself,
+  measured with the same window (:func:`local_ratios`). Of the raw cuts here; of the rendered,
+  smoothed output with :func:`rendered_seams` (a smoothed seam's window is the frames it replaced).
+- ``ghosted_seams`` (rendered output): fraction of seams with a double-exposure frame — one that is a
+  cross-fade of the two streams where they differ (:func:`ghost_score`): a cross-fade hides a pop by
+  showing two bodies at once, which is not a hidden jump.
 - ``revisits``: fraction of jumps landing on a frame shown in the previous 5 s (stutter / tiny loops).
-- ``reshown``: fraction of output frames showing a source frame already shown in the previous 20 s
-  (a texture that replays a stretch of the source, even through long loops and fresh cuts).
+- ``reshown``: fraction of output frames showing a source frame already shown in the previous 20 s, or
+  within half the clip if that is shorter (a texture that replays a stretch of the source, even
+  through long loops and fresh cuts).
+- ``landing_tenths``: in how many of the 10 tenths of the source the walk's jumps land (spread).
 """
 
 from __future__ import annotations
@@ -27,6 +37,91 @@ VISIBLE_PERCENTILE = 99.5
 DS_WINDOW_S = 30.0
 REVISIT_S = 5.0
 RESHOWN_S = 20.0
+CONTEXT = 6             # frames each side whose median change is "the motion around" a jump
+GHOST = 0.5             # ghost_score above which a frame counts as a double exposure (a cross-fade
+                        # scores 0.85-1; RIFE's one body in between 0.1-0.4, its blurred doubles 0.4-0.5)
+PARTS = 10
+
+
+def reshown_window(n_source: int, fps: float) -> float:
+    """Seconds within which showing a frame again counts as a replay: 20 s, or half the clip if shorter."""
+    return min(RESHOWN_S, 0.5 * n_source / fps)
+
+
+def landing_parts(frames: np.ndarray, jumps, n_source: int, parts: int = PARTS) -> int:
+    """In how many of ``parts`` equal parts of the source the jumps land."""
+    f = np.asarray(frames)
+    js = [j for j in jumps if 0 < j < len(f)]
+    return int(len(np.unique(f[js] * parts // max(n_source, 1)))) if js else 0
+
+
+def changes(grey: np.ndarray) -> np.ndarray:
+    """(n - 1,) mean absolute difference of consecutive grey frames (levels)."""
+    g = np.asarray(grey, np.float32)
+    return np.abs(g[1:] - g[:-1]).mean(axis=(1, 2)) if len(g) > 1 else np.zeros(0, np.float32)
+
+
+def _window_ratio(ch: np.ndarray, lo: int, hi: int, context: int = CONTEXT) -> float:
+    """max(ch[lo:hi]) over the median of ch[lo - context:lo] and ch[hi:hi + context]."""
+    peak = float(ch[lo:hi].max()) if hi > lo else 0.0
+    ctx = np.concatenate([ch[max(0, lo - context):lo], ch[hi:hi + context]])
+    return peak / max(float(np.median(ctx)), 1e-3) if len(ctx) else 1.0
+
+
+def local_ratios(ch: np.ndarray, width: int, context: int = CONTEXT) -> np.ndarray:
+    """The source's own version of a jump's ratio: for every run of ``width`` consecutive changes with a
+    full context on at least one side, its largest change over the median of the ``context`` changes
+    before and after it."""
+    n = len(ch)
+    if n < width + context:
+        return np.zeros(0)
+    peak = np.lib.stride_tricks.sliding_window_view(ch, width).max(axis=1)
+    out = np.empty(len(peak))
+    for i in range(len(peak)):
+        ctx = np.concatenate([ch[max(0, i - context):i], ch[i + width:i + width + context]])
+        out[i] = peak[i] / max(float(np.median(ctx)), 1e-3)
+    return out
+
+
+def visible_ratio(source_ch: np.ndarray, width: int, cache: dict | None = None) -> float:
+    """The 99.5th percentile of :func:`local_ratios` of the source for this window width (inf when the
+    source is too short to tell)."""
+    key = ("ratio", width)
+    if cache is not None and key in cache:
+        return cache[key]
+    r = local_ratios(source_ch, width)
+    v = float(np.percentile(r, VISIBLE_PERCENTILE)) if len(r) else float("inf")
+    if cache is not None:
+        cache[key] = v
+    return v
+
+
+def jump_ratios(out_ch: np.ndarray, spans) -> np.ndarray:
+    """Each jump's ratio; ``spans`` are (lo, hi) ranges of change indices (change i is between output
+    frames i and i + 1) covering the jump: (j - 1, j) for a raw cut landing at output frame j."""
+    return np.array([_window_ratio(out_ch, lo, hi) for lo, hi in spans], np.float64)
+
+
+def ghost_score(o: np.ndarray, a: np.ndarray, b: np.ndarray, min_diff: float = 8.0, faint: float = 4.0) -> float:
+    """How much output frame ``o`` looks like a double exposure of ``a`` and ``b`` (grey, same size):
+    0 = not at all, 1 = exactly a cross-fade. Only where a and b differ by more than ``min_diff`` levels
+    (elsewhere there is nothing to ghost); there the best blend ``a + w (b - a)`` is fitted, and the
+    score is how much better it explains ``o`` than either end does. A warp that puts one body in an
+    in-between place is explained by the blend no better than by the ends and scores low; so does a
+    frame whose fainter component would be too faint to see (``min(w, 1 - w)`` times the difference
+    under ``faint`` levels)."""
+    o, a, b = (np.asarray(x, np.float32) for x in (o, a, b))
+    d = b - a
+    region = np.abs(d) > min_diff
+    if region.mean() < 0.01:
+        return 0.0
+    dr, oa = d[region], (o - a)[region]
+    w = float((oa * dr).sum() / max((dr * dr).sum(), 1e-6))
+    if min(w, 1.0 - w) * float(np.abs(dr).mean()) < faint:
+        return 0.0
+    blend = np.abs(oa - w * dr).mean()
+    ends = min(np.abs(oa).mean(), np.abs((o - b)[region]).mean())
+    return float(np.clip(1.0 - blend / max(ends, 1e-6), 0.0, 1.0))
 
 
 def reshown(frames: np.ndarray, fps: float, seconds: float = RESHOWN_S) -> float:
@@ -104,15 +199,21 @@ def diversity_score(frames: np.ndarray, jumps: list[int], fps: float, window_s: 
     return float(np.mean(counts))
 
 
-def timeline_metrics(bundle, tl: Timeline, grey: np.ndarray | None = None) -> dict:
-    """All unconditional metrics of a timeline, as a flat dict of floats."""
+def timeline_metrics(bundle, tl: Timeline, grey: np.ndarray | None = None, cache: dict | None = None) -> dict:
+    """All unconditional metrics of a timeline, as a flat dict of floats (jump visibility of the raw
+    cuts; :func:`rendered_seams` measures the rendered output)."""
     f = np.asarray(tl.frames)
     fps = tl.fps
     grey = grey_thumbs(bundle) if grey is None else grey
+    cache = {} if cache is None else cache
     jumps = np.asarray([k for k in tl.jumps if 0 < k < len(f)], np.int64)
-    sc = source_changes(grey)
-    thr = float(np.percentile(sc, VISIBLE_PERCENTILE)) if len(sc) else 0.0
-    change = frame_change(grey, f[jumps - 1], f[jumps]) if len(jumps) else np.zeros(0)
+    sc = cache.get("source_ch")
+    if sc is None:
+        sc = cache["source_ch"] = changes(grey)
+    out_ch = frame_change(grey, f[:-1], f[1:]) if len(f) > 1 else np.zeros(0)
+    ratios = jump_ratios(out_ch, [(j - 1, j) for j in jumps])
+    thr = visible_ratio(sc, 1, cache)
+    change = out_ch[jumps - 1] if len(jumps) else np.zeros(0)
     bounds = np.concatenate([[0], jumps, [len(f)]])
     recent = int(round(REVISIT_S * fps))
     revisits = 0
@@ -120,6 +221,7 @@ def timeline_metrics(bundle, tl: Timeline, grey: np.ndarray | None = None) -> di
         if f[k] in set(f[max(0, k - recent):k].tolist()):
             revisits += 1
     minutes = len(f) / fps / 60.0
+    window = reshown_window(bundle.n_frames, bundle.fps)
     return {
         "seconds": len(f) / fps,
         "jumps": int(len(jumps)),
@@ -128,13 +230,79 @@ def timeline_metrics(bundle, tl: Timeline, grey: np.ndarray | None = None) -> di
         "mean_jump_s": float(np.mean(np.abs(f[jumps] - f[jumps - 1] - 1)) / fps) if len(jumps) else 0.0,
         "coverage": float(len(np.unique(f)) / bundle.n_frames),
         "longest_run_s": float(np.diff(bounds).max() / fps),
-        "visible_jumps": float(np.mean(change > thr)) if len(jumps) else 0.0,
+        "visible_jumps": float(np.mean(ratios > thr)) if len(jumps) else 0.0,
+        "jump_ratio_p50": float(np.median(ratios)) if len(jumps) else 0.0,
+        "visible_ratio": thr,
         "jump_change": float(np.mean(change)) if len(jumps) else 0.0,
-        "source_change_p50": float(np.median(sc)) if len(sc) else 0.0,
-        "source_change_p995": thr,
         "revisits": revisits / len(jumps) if len(jumps) else 0.0,
-        "reshown": reshown(f, fps),
+        "reshown": reshown(f, fps, window),
+        "reshown_window_s": window,
+        "landing_tenths": landing_parts(f, jumps, bundle.n_frames),
     }
+
+
+def output_grey(video: str, size: int = 64):
+    """Yield the grey 64 px frames of a rendered video, made like the bundle's thumbnails (RGB area-
+    resized to ``size`` x ``size``, then Rec. 601 luma)."""
+    import cv2
+    from .media.video import iter_frames
+    w = np.array([0.299, 0.587, 0.114], np.float32)
+    for rgb in iter_frames(video):
+        yield cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) @ w
+
+
+def rendered_seams(bundle, tl: Timeline, video: str, grey: np.ndarray | None = None,
+                   cache: dict | None = None) -> dict:
+    """How the jumps of a rendered output look after smoothing, measured on the video itself.
+
+    The seams are where the renderer put them (``tl.params["seam"]``: before/after frames; none for a
+    hard cut). Returns ``visible_after`` (fraction of jumps whose window — the frames the seam
+    replaced, plus the steps into and out of it — has a ratio above the source's own 99.5th
+    percentile for that width), ``ghosted_seams`` (fraction of seams with a frame whose
+    :func:`ghost_score` exceeds GHOST), ``seam_ratio_p50``, and ``seams``: per jump (output frame,
+    source frames before/after, ratio, threshold, ghost), worst first.
+    """
+    from .seams import plan_seams
+    grey = grey_thumbs(bundle) if grey is None else grey
+    cache = {} if cache is None else cache
+    f = np.asarray(tl.frames)
+    out = np.stack(list(output_grey(video)))
+    if len(out) != len(f):
+        from .errors import LivetexError
+        raise LivetexError(f"{video} has {len(out)} frames, its timeline {len(f)}: they do not belong together")
+    sc = cache.get("source_ch")
+    if sc is None:
+        sc = cache["source_ch"] = changes(grey)
+    out_ch = changes(out)
+    seam = tl.params.get("seam") or {}
+    before, after = int(seam.get("before", 0)), int(seam.get("after", 0))
+    jumps = [int(j) for j in tl.jumps if 0 < int(j) < len(f)]
+    if before + after and tl.params.get("interpolate", "none") != "none":
+        plan = plan_seams(f, jumps, bundle.n_frames, before, after)
+    else:
+        plan = []
+    by_jump = {s.jump: s for s in plan}
+    rows = []
+    for j in jumps:
+        s = by_jump.get(j)
+        lo, hi = (s.start - 1, s.end) if s is not None else (j - 1, j)
+        lo, hi = max(0, lo), min(len(out_ch), max(hi, lo + 1))
+        ratio = float(_window_ratio(out_ch, lo, hi))
+        thr = visible_ratio(sc, hi - lo, cache)
+        ghost = 0.0
+        if s is not None:
+            ghost = max(ghost_score(out[s.start + i], grey[a], grey[b]) for i, (a, b) in enumerate(zip(s.a_idx, s.b_idx)))
+        rows.append({"jump": j, "from": int(f[j - 1]), "to": int(f[j]), "ratio": round(ratio, 3),
+                     "threshold": round(thr, 3), "ghost": round(ghost, 3),
+                     "visible": bool(ratio > thr), "ghosted": bool(ghost > GHOST)})
+    rows.sort(key=lambda r: (r["visible"] or r["ghosted"], max(r["ratio"] / r["threshold"], r["ghost"] / GHOST)),
+              reverse=True)
+    n = len(rows)
+    return {"visible_after": float(np.mean([r["visible"] for r in rows])) if n else 0.0,
+            "ghosted_seams": float(np.mean([r["ghosted"] for r in rows])) if n else 0.0,
+            "shown_after": float(np.mean([r["visible"] or r["ghosted"] for r in rows])) if n else 0.0,
+            "seam_ratio_p50": float(np.median([r["ratio"] for r in rows])) if n else 0.0,
+            "seams": rows}
 
 
 _LABELS = [
@@ -145,12 +313,17 @@ _LABELS = [
     ("mean_jump_s", "mean jump length (s)", "{:.2f}"),
     ("coverage", "source covered", "{:.1%}"),
     ("longest_run_s", "longest run without a jump (s)", "{:.1f}"),
-    ("visible_jumps", "visible jumps (> source p99.5 change)", "{:.1%}"),
+    ("landing_tenths", "tenths of the source jumps land in", "{:d}"),
+    ("visible_jumps", "visible raw cuts (vs the motion around)", "{:.1%}"),
+    ("visible_after", "visible jumps after smoothing (rendered)", "{:.1%}"),
+    ("ghosted_seams", "seams with a double exposure (rendered)", "{:.1%}"),
+    ("jump_ratio_p50", "raw cut change / motion around, p50", "{:.2f}"),
+    ("seam_ratio_p50", "smoothed seam change / motion around, p50", "{:.2f}"),
+    ("visible_ratio", "source's own p99.5 of that ratio", "{:.2f}"),
     ("jump_change", "mean change at jumps (grey levels)", "{:.2f}"),
-    ("source_change_p50", "source consecutive change p50", "{:.2f}"),
-    ("source_change_p995", "source consecutive change p99.5", "{:.2f}"),
     ("revisits", "jumps back into the last 5 s", "{:.1%}"),
-    ("reshown", "frames shown again within 20 s", "{:.1%}"),
+    ("reshown", "frames shown again within the window", "{:.1%}"),
+    ("reshown_window_s", "... window (20 s, or half the clip) (s)", "{:.1f}"),
 ]
 
 
@@ -170,6 +343,10 @@ def add_parser(sub):
     p.add_argument("timeline", help="timeline JSON written by `livetex render`")
     p.add_argument("--bundle", default=None, help="bundle the timeline was rendered from (default: recorded path)")
     p.add_argument("--audio", default=None, help="conditioning audio (default: recorded path) for audio metrics")
+    p.add_argument("--video", default=None, help="the rendered mp4 (default: next to the timeline, if there), "
+                                                  "for seam visibility after smoothing and double exposures")
+    p.add_argument("--sheet", default=None, metavar="FILE.png",
+                   help="with the rendered video: a contact sheet of the five worst seams")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_eval_timeline)
 
@@ -188,6 +365,20 @@ def cmd_eval_timeline(a):
     if int(tl.frames.max()) >= b.n_frames:
         raise LivetexError(f"{a.timeline} refers to frames past the end of {path}")
     m = timeline_metrics(b, tl)
+    import os
+    video = a.video or os.path.splitext(a.timeline)[0] + ".mp4"
+    if a.video or os.path.isfile(video):
+        from .media.video import check_file
+        check_file(video)
+        r = rendered_seams(b, tl, video)
+        seams = r.pop("seams")
+        m.update(r)
+        m["worst_seams"] = ", ".join(f"{w['from']}->{w['to']}@{w['jump']}" for w in seams[:5])
+        if a.sheet:
+            from .plot import seam_sheet
+            m["sheet"] = seam_sheet(video, seams, tl, a.sheet)
+    elif a.sheet:
+        raise LivetexError(f"--sheet needs the rendered video ({video} is not there: pass --video)")
     audio = a.audio or (tl.audio or {}).get("path")
     if audio:
         try:

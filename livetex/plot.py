@@ -1,8 +1,11 @@
-"""Pictures: the transition probability matrix P(j | t) (as the paper's Fig. 5) and a walk's timeline.
+"""Pictures: the transition matrix (as the paper's Fig. 5) and a walk's timeline.
 
-``livetex plot BUNDLE -o matrix.png [--timeline T.json]`` draws the matrix the sampler uses (static
-guards, no visit history) with log-scaled colour; the natural successors form the bright line just above
-the diagonal, good loop points show up as off-diagonal streaks parallel to it. With a timeline, the walk's
+``livetex plot BUNDLE -o matrix.png [--timeline T.json]`` draws, for the default texture walk, the
+transition graph: for every source frame (row), the chance per frame of cutting to each other moment
+(column) — the walk's rate times the exit's seam weight, no visit history — with log-scaled colour; the
+natural successors form the bright line just above the diagonal, and a graph with exits everywhere is
+a cloud over the whole square rather than a few islands. ``--method learned|pixel`` draws the segment
+samplers' P(j | t) instead. With a timeline, the walk's
 transitions are marked on the matrix and a second panel shows the source position over output time;
 if the walk followed a song (and the song's file is still there), a third shows the song's loudness
 against the picture's motion, the two curves the audio-motion agreement correlates.
@@ -25,6 +28,24 @@ def transition_matrix(q, k, stride_s: float, temperature: float, threshold: floa
     return np.stack([s.distribution(t) for t in range(s.N)]).astype(np.float32)
 
 
+def graph_matrix(graph, temperature: float, rate: float, cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:
+    """(m, m) block-max of the per-frame cut probability ``rate * exp(-cost / tau)`` from frame p (rows) to
+    frame g (columns), pooled to at most ``cells`` blocks a side (and the natural successor at 1)."""
+    n = graph.n
+    f = max(1, int(np.ceil(n / cells)))
+    m = (n + f - 1) // f
+    P = np.zeros((m, m), np.float32)
+    ok = graph.exits >= 0
+    rows = np.repeat(np.arange(n), graph.exits.shape[1])[ok.ravel()]
+    cols = graph.exits[ok]
+    val = np.minimum(1.0, rate * np.exp(-graph.cost[ok] / max(temperature, 1e-3))).astype(np.float32)
+    np.maximum.at(P, (rows // f, cols // f), val)
+    nxt = np.arange(n - 1)
+    live = np.array([graph.continues(p) for p in nxt], bool)
+    np.maximum.at(P, (nxt[live] // f, (nxt[live] + 1) // f), 1.0)
+    return P, f
+
+
 def _pool(P: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
     n = len(P)
     f = max(1, int(np.ceil(n / cells)))
@@ -41,19 +62,32 @@ def plot(bundle, out: str, timeline=None, temperature: float | None = None, thre
     import matplotlib.pyplot as plt
     from .sampler import DEFAULT_JUMPS_PER_MIN, DEFAULT_THRESHOLD, calibrate_temperature, walk_embeddings
 
-    q, k, cosine = walk_embeddings(bundle, method)
-    stride_s = bundle.segments.stride_frames / bundle.fps
-    thr = DEFAULT_THRESHOLD if threshold is None else threshold
-    fitted = ((bundle.manifest.get("walk") or {}).get("temperatures") or {}).get(method)
-    if temperature:
-        tau = temperature
-    elif fitted and threshold is None:
-        tau = fitted
+    if method == "contrastive":
+        from .graph import Graph
+        from .texture import DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD as T_THR, calibrate_rate, fitted_walk
+        graph = Graph.from_bundle(bundle)
+        fw = fitted_walk(bundle)
+        tau = temperature or fw.get("temperature", DEFAULT_TEMPERATURE)
+        thr = T_THR if threshold is None else threshold
+        rate = fw["rate"] if fw.get("rate") and tau == fw.get("temperature") else calibrate_rate(graph, temperature=tau, threshold=thr)
+        Pp, f = graph_matrix(graph, tau, rate)
+        ext, unit, n_rows = bundle.n_frames / bundle.fps, 1.0 / bundle.fps, graph.n
+        label, what = "log10 P(cut p -> g) per frame", f"{graph.n} frames, {int((graph.exits >= 0).sum())} exits"
     else:
-        tau = calibrate_temperature(q, k, stride_s, DEFAULT_JUMPS_PER_MIN, thr, cosine=cosine)
-    P = transition_matrix(q, k, stride_s, tau, thr, cosine)
-    Pp, f = _pool(P, MAX_CELLS)
-    ext = len(P) * stride_s
+        q, k, cosine = walk_embeddings(bundle, method)
+        stride_s = bundle.segments.stride_frames / bundle.fps
+        thr = DEFAULT_THRESHOLD if threshold is None else threshold
+        fitted = ((bundle.manifest.get("walk") or {}).get("temperatures") or {}).get(method)
+        if temperature:
+            tau = temperature
+        elif fitted and threshold is None:
+            tau = fitted
+        else:
+            tau = calibrate_temperature(q, k, stride_s, DEFAULT_JUMPS_PER_MIN, thr, cosine=cosine)
+        P = transition_matrix(q, k, stride_s, tau, thr, cosine)
+        Pp, f = _pool(P, MAX_CELLS)
+        ext, unit, n_rows = len(P) * stride_s, stride_s, len(P)
+        label, what = "log10 P(j | t)", f"{len(P)} segments"
 
     song = _song(bundle, timeline)
     ncols = 2 if timeline is not None else 1
@@ -63,15 +97,15 @@ def plot(bundle, out: str, timeline=None, temperature: float | None = None, thre
     with np.errstate(divide="ignore"):
         img = np.log10(np.maximum(Pp, 1e-6))
     im = ax.imshow(img, cmap="magma", vmin=-6, vmax=0, extent=(0, ext, ext, 0), interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="log10 P(j | t)")
-    ax.set_xlabel("to segment j (source time, s)")
-    ax.set_ylabel("from segment t (source time, s)")
+    fig.colorbar(im, ax=ax, fraction=0.046, label=label)
+    ax.set_xlabel("to (source time, s)")
+    ax.set_ylabel("from (source time, s)")
     ax.set_title(f"{method} transitions  τ={tau:.3g}, threshold={thr:g}\n"
-                 f"{bundle.manifest['source']['name']}, {len(P)} segments")
-    if timeline is not None and timeline.steps:
-        st = np.asarray(timeline.steps)
-        jump = st[1:] != st[:-1] + 1
-        ax.scatter((st[1:][jump] + 0.5) * stride_s, (st[:-1][jump] + 0.5) * stride_s, s=14,
+                 f"{bundle.manifest['source']['name']}, {what}")
+    if timeline is not None and timeline.jumps:
+        fr = np.asarray(timeline.frames)
+        js = np.asarray([j for j in timeline.jumps if 0 < j < len(fr)], np.int64)
+        ax.scatter(fr[js] / bundle.fps, fr[js - 1] / bundle.fps, s=14,
                    facecolors="none", edgecolors="#00e5ff", linewidths=1.0, label="jumps taken")
         ax.legend(loc="lower left", fontsize=8)
     if timeline is not None:
@@ -102,6 +136,56 @@ def plot(bundle, out: str, timeline=None, temperature: float | None = None, thre
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return out
+
+
+def seam_sheet(video: str, seams: list[dict], timeline, out: str, worst: int = 5, per_row: int = 10,
+               height: int = 160) -> str:
+    """A contact sheet of the ``worst`` seams of a rendered output, one row each: ``per_row`` frames of
+    the video from a little before the seam to a little after it, so a person can judge a pop or a
+    double exposure at a glance. ``seams``: :func:`livetex.metrics.rendered_seams`' rows (worst first)."""
+    import cv2
+    from .media.video import iter_frames
+    rows = seams[:worst]
+    seam = timeline.params.get("seam") or {}
+    before, after = int(seam.get("before", 0)), int(seam.get("after", 0))
+    want: dict[int, list[int]] = {}
+    for r in rows:
+        j = r["jump"]
+        idx = np.unique(np.clip(np.round(np.linspace(j - before - 3, j + after + 2, per_row)).astype(int), 0,
+                                len(timeline.frames) - 1))
+        want[j] = list(idx)
+    need = {i for v in want.values() for i in v}
+    got: dict[int, np.ndarray] = {}
+    for i, rgb in enumerate(iter_frames(video)):
+        if i in need:
+            h, w = rgb.shape[:2]
+            got[i] = cv2.resize(rgb, (max(1, int(round(w * height / h))), height), interpolation=cv2.INTER_AREA)
+        if i >= max(need, default=-1):
+            break
+    lines = []
+    for r in rows:
+        tiles = []
+        for i in want[r["jump"]]:
+            t = got[i].copy()
+            inside = r["jump"] - before <= i < r["jump"] + after
+            cv2.rectangle(t, (0, 0), (t.shape[1] - 1, t.shape[0] - 1), (255, 200, 0) if inside else (60, 60, 60), 2)
+            tiles.append(t)
+        strip = np.hstack(tiles)
+        label = (f"{r['from']} -> {r['to']} at output frame {r['jump']}: change {r['ratio']:.2f}x the motion around "
+                 f"(shows above {r['threshold']:.2f}x), double exposure {r['ghost']:.2f}"
+                 + ("  VISIBLE" if r.get("visible") else "") + ("  GHOSTED" if r.get("ghosted") else ""))
+        bar = np.full((22, strip.shape[1], 3), 255, np.uint8)
+        cv2.putText(bar, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        lines.append(np.vstack([bar, strip]))
+    if not lines:
+        lines = [np.full((40, 400, 3), 255, np.uint8)]
+        cv2.putText(lines[0], "no jumps", (4, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    width = max(x.shape[1] for x in lines)
+    img = np.vstack([np.pad(x, ((0, 4), (0, width - x.shape[1]), (0, 0)), constant_values=255) for x in lines])
+    if not cv2.imwrite(out, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+        from .errors import LivetexError
+        raise LivetexError(f"cannot write {out}")
     return out
 
 

@@ -44,6 +44,10 @@ def render(bundle: Bundle, timeline: Timeline, out: str, audio: str | None = Non
     starting together with frame 0.
     """
     check_output_path(out)
+    timeline.params["interpolate"] = interpolate
+    if interpolate != "none":
+        from .seams import RENDER
+        timeline.params["seam"] = {"before": RENDER.before, "after": RENDER.after}
     if timeline.frames.max() >= bundle.n_frames:
         raise LivetexError(f"timeline refers to frame {int(timeline.frames.max())} but the bundle has "
                            f"{bundle.n_frames} frames: it belongs to another bundle")

@@ -304,14 +304,6 @@ def start_segment(req: WalkRequest, N: int) -> int:
     return int(req.rng.integers(start_limit(N)))
 
 
-@register("contrastive", "learned bi-gram model + pixel continuity on the segment graph (default)")
-def contrastive(req: WalkRequest):
-    if req.audio:
-        from .conditioning import conditioned_walk  # audio-conditioned variant (T = a*T_v + (1-a)*T_a)
-        return conditioned_walk(req)
-    return _walk(req, "contrastive")
-
-
 @register("learned", "the learned bi-gram alone: P(j|t) from cos(phi_t, psi_j) (the paper's formulation)")
 def learned(req: WalkRequest):
     return _walk(req, "learned")

@@ -52,13 +52,23 @@ class Method:
 
 
 _METHODS: dict[str, Method] = {}
+_WITH_AUDIO: dict[str, Callable[[WalkRequest], Timeline]] = {}
 # Modules that register more methods; imported on first lookup so `livetex info` stays fast.
-_PROVIDERS = ["livetex.sampler", "livetex.conditioning", "livetex.classic", "livetex.vrb"]
+_PROVIDERS = ["livetex.texture", "livetex.sampler", "livetex.conditioning", "livetex.classic", "livetex.vrb"]
 
 
 def register(name: str, description: str, needs_audio: bool = False):
     def deco(fn):
         _METHODS[name] = Method(name, fn, description, needs_audio)
+        return fn
+    return deco
+
+
+def register_audio(name: str):
+    """Register how method ``name`` follows music when a request carries audio (a module that
+    depends on the method's own module adds it, so the two never import each other)."""
+    def deco(fn):
+        _WITH_AUDIO[name] = fn
         return fn
     return deco
 
@@ -88,7 +98,7 @@ def run(name: str, req: WalkRequest) -> Timeline:
     m = get(name)
     if m.needs_audio and not req.audio:
         raise LivetexError(f"method {name!r} follows music: give a conditioning audio file with --audio")
-    tl = m.fn(req)
+    tl = _WITH_AUDIO[name](req) if req.audio and name in _WITH_AUDIO else m.fn(req)
     b = req.bundle
     tl.bundle = {"path": b.path, "source": b.manifest["source"]["name"],
                  "source_sha256": b.manifest["source"]["sha256"], "n_frames": b.n_frames}

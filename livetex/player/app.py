@@ -61,16 +61,19 @@ def _check_writable(path: str | None, what: str) -> None:
         raise LivetexError(f"cannot write the {what} {path}: directory {d} is not writable")
 
 
-def temperature_for(bundle, q, k, cosine: bool, threshold: float, given: float | None) -> float:
-    """The user's temperature, else the one calibrated at fit time, else calibrate now (< 1 s)."""
-    from ..sampler import DEFAULT_JUMPS_PER_MIN, DEFAULT_THRESHOLD, calibrate_temperature
-    if given is not None:
-        return float(given)
-    fitted = ((bundle.manifest.get("walk") or {}).get("temperatures") or {}).get("contrastive")
-    if fitted and abs(threshold - DEFAULT_THRESHOLD) < 1e-9:
-        return float(fitted)
-    stride_s = bundle.segments.stride_frames / bundle.fps
-    return calibrate_temperature(q, k, stride_s, DEFAULT_JUMPS_PER_MIN, threshold, cosine=cosine, quick=True)
+def walk_settings(bundle, temperature: float | None, threshold: float | None) -> tuple[float, float, float]:
+    """(temperature, threshold, rate) of the texture walk: the user's, else the ones calibrated at fit
+    time; a rate for other settings is calibrated now (about a second; a quick estimate if none is
+    stored, so an old bundle still starts fast)."""
+    from ..texture import DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD, calibrate_rate, fitted_walk, initial_rate
+    from ..graph import Graph
+    tau = DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+    thr = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    fitted = fitted_walk(bundle)
+    if fitted.get("rate") and abs(fitted.get("temperature", -1) - tau) < 1e-9 and abs(fitted.get("threshold", -1) - thr) < 1e-9:
+        return tau, thr, float(fitted["rate"])
+    graph = Graph.from_bundle(bundle)
+    return tau, thr, (calibrate_rate(graph, temperature=tau, threshold=thr, minutes=1.0) if fitted else initial_rate(graph, tau))
 
 
 def seam_mode(name: str | None) -> str:
@@ -86,7 +89,6 @@ def seam_mode(name: str | None) -> str:
 def play(cfg: PlayConfig) -> dict:
     """Play until done; returns the stats dict (also written to ``cfg.stats`` if given)."""
     from ..bundle import load_bundle
-    from ..sampler import DEFAULT_THRESHOLD, Sampler, start_limit, walk_embeddings
     from .audio_in import FilePlayer, MicInput, WallClock
     from .controls import Controls
     from .prefetch import Prefetcher
@@ -101,24 +103,16 @@ def play(cfg: PlayConfig) -> dict:
     except ImportError:
         pass
     bundle = load_bundle(cfg.bundle)
-    if not (bundle.has("phi") and bundle.has("psi")):
-        raise LivetexError(f"{bundle.path} has no contrastive model (it was fitted with --no-model); "
-                           "re-fit the video without --no-model to play it")
     _check_writable(cfg.stats, "stats file")
     _check_writable(cfg.screenshot, "screenshot")
-    q, k, cosine = walk_embeddings(bundle, "contrastive")
+    from ..graph import Graph
+    from ..texture import Walk
+    graph = Graph.from_bundle(bundle)
     seg, fps = bundle.segments, bundle.fps
-    stride_s = seg.stride_frames / fps
-    threshold = DEFAULT_THRESHOLD if cfg.threshold is None else cfg.threshold
-    tau = temperature_for(bundle, q, k, cosine, threshold, cfg.temperature)
+    tau, threshold, rate = walk_settings(bundle, cfg.temperature, cfg.threshold)
     seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().entropy % (2**31))
-    guards = {}
-    if cfg.audio and cfg.audio != "mic":
-        from ..conditioning import song_guards
-        guards = song_guards(cfg.audio_walk)     # as `livetex render --audio`
-    sampler = Sampler(q, k, stride_s, tau, threshold, seed, cosine=cosine, **guards)
-    rng = np.random.default_rng(seed)
-    start = int(rng.integers(start_limit(sampler.N)))
+    walk = Walk(graph, tau, rate, threshold, seed=seed)
+    start = walk.first_frame()
     mode = seam_mode(cfg.interpolate)
     stats = Stats()
     from ..conditioning import DEFAULT_ALPHA
@@ -147,27 +141,21 @@ def play(cfg: PlayConfig) -> dict:
         song_player = FilePlayer(cfg.audio, cfg.output_device, stats=stats)
         if cfg.audio_walk == "plan":
             # The whole song is known: plan the walk as `livetex render --audio` does (cuts where the
-            # picture allows them, ahead of the music); starts where the song's beginning fits best.
-            from ..conditioning import follow_plan, walk_energy
+            # graph has good seams, ahead of the music); starts where the song's beginning fits best.
+            from ..conditioning import ENERGY_WEIGHT, plan_song, song_energy
             t0 = time.perf_counter()
             rows = song_cond.rows()
-            planner, steps, follow = follow_plan(sampler, rows, controls.alpha, seed, bundle,
-                                                 walk_energy(bundle, song_cond.y, len(rows)), follow=cfg.follow)
-            planner.attach(sampler, sampler.rng)      # chosen on a trial walk; the live walk draws its own
-            start = steps[0]
+            n_out = seg.window_frames + (len(rows) - 1) * seg.stride_frames
+            w = ENERGY_WEIGHT if cfg.follow == "auto" else float(cfg.follow)
+            planner, frames, _, plan_info = plan_song(walk, rows, controls.alpha, seed, bundle,
+                                                      song_energy(song_cond.y, seg, len(rows)), w, n_out)
+            planner.walk = walk              # the live walk follows the plan with its own draws
+            planner.rng = walk.rng
+            start = int(frames[0])
             stats.info["plan_seconds"] = round(time.perf_counter() - t0, 3)
-            stats.info.update(follow)
-            _log(f"planned the walk over the song ({planner.K} steps, {sampler.N} segments) in "
-                 f"{stats.info['plan_seconds']:.1f} s, following at strength {follow['follow']:g}"
-                 + (f" (cuts shown {follow['follow_tried'][str(follow['follow'])][0]:.0%}, the texture's "
-                    f"{follow['follow_target']:.0%})" if "follow_tried" in follow else "")
-                 + " (--audio-walk greedy skips this)")
-        else:
-            # The picture starts in tune, as offline: the first segment is drawn from the song's first row.
-            p0 = np.asarray(song_cond(0), np.float64)
-            p0[start_limit(sampler.N):] = 0.0
-            if p0.sum() > 0:
-                start = int(rng.choice(sampler.N, p=p0 / p0.sum()))
+            stats.info.update(plan_info, follow=w)
+            _log(f"planned the walk over the song ({len(rows)} steps, {graph.n} source frames) in "
+                 f"{stats.info['plan_seconds']:.1f} s (--audio-walk greedy skips this)")
         audio_info = {"mode": "file", "path": os.path.abspath(cfg.audio), "device": song_player.device_name,
                       "sr": song_player.sr, "seconds": round(song_player.duration, 3), "model": song_cond.name,
                       "walk": cfg.audio_walk,
@@ -185,7 +173,7 @@ def play(cfg: PlayConfig) -> dict:
         "bundle": bundle.path, "fps_source": fps, "n_frames": bundle.n_frames, "segments": seg.count,
         "stride_frames": seg.stride_frames, "window_frames": seg.window_frames,
         "store_size": list(bundle.store.size), "window_size": list(size), "headless": cfg.headless,
-        "seed": seed, "start_segment": start, "temperature": tau, "threshold": threshold,
+        "seed": seed, "start_frame": start, "temperature": tau, "threshold": threshold, "rate": rate,
         "alpha": controls.alpha, "interpolate": mode, "audio": audio_info,
         "duration_requested": cfg.duration,
     })
@@ -204,7 +192,7 @@ def play(cfg: PlayConfig) -> dict:
             osc = OscServer(controls, cfg.osc_host, cfg.osc, stats).start()
             stats.info["osc_port"] = osc.port
             _log(f"OSC listening on {cfg.osc_host}:{osc.port} (/livetex/temperature, /alpha, /threshold, ...)")
-        scheduler = Scheduler(sampler, seg, fps, clock, controls, prefetcher, stats, start, song=song_cond,
+        scheduler = Scheduler(walk, seg, fps, clock, controls, prefetcher, stats, start, song=song_cond,
                               live=live, mic=mic, seamer=seamer, store=bundle.store, planner=planner)
 
         def status() -> str:

@@ -52,25 +52,26 @@ class Scheduler(threading.Thread):
 
     Parameters
     ----------
-    sampler : livetex.sampler.Sampler (its temperature/threshold are set from ``controls`` each step).
+    walk : livetex.texture.Walk (its temperature/threshold are set from ``controls`` each step); the
+        scheduler moves it frame by frame, one step (a stride of frames) at a time.
     segments : the bundle's Segments; ``fps`` in Hz.
     clock : object with ``now()`` -> seconds of output (the master clock).
     controls : Controls. prefetcher : Prefetcher. stats : Stats.
-    start : first segment.
+    start : first source frame.
     song : SongCondition (``song(k)`` -> row) or None.
-    planner : livetex.conditioning.Planner over the song's rows, or None (then each step mixes its row in,
-        as with a microphone). A planner is used while it matches the controls it was built for; after
-        a change of alpha, temperature or threshold the steps mix greedily until a new one, built on a
-        background thread, is ready.
+    planner : livetex.conditioning.Planner over the song, or None (then each step biases the walk by its
+        row, as with a microphone). A planner is used while it matches the controls it was built for;
+        after a change of alpha, temperature or threshold the steps follow greedily until a new one,
+        built on a background thread, is ready.
     live, mic : MicCondition (``push(samples)`` -> LiveSteps) and the MicInput feeding it, or None.
     seamer : livetex.seams.Seamer or None; store : the frame store (for seam frames).
     """
 
-    def __init__(self, sampler, segments, fps: float, clock, controls, prefetcher, stats, start: int,
+    def __init__(self, walk, segments, fps: float, clock, controls, prefetcher, stats, start: int,
                  song=None, live=None, mic=None, seamer=None, store=None, budget_s: float = DECIDE_BUDGET_S,
                  planner=None):
         super().__init__(name="livetex-scheduler", daemon=True)
-        self.sampler, self.seg, self.fps = sampler, segments, float(fps)
+        self.walk, self.seg, self.fps = walk, segments, float(fps)
         self.clock, self.controls, self.prefetcher, self.stats = clock, controls, prefetcher, stats
         self.song, self.live, self.mic = song, live, mic
         self.planner = planner
@@ -92,7 +93,7 @@ class Scheduler(threading.Thread):
         self._paused_seen = False
         self._preroll = True
         self.seam_end = 0                # first output frame not claimed by a seam yet
-        self.prev_segment = int(start)
+        self.prev_src = int(start)       # source frame shown at the last output frame decided
         self.seam_s: deque = deque(maxlen=100000)   # every seam made while playing (s)
         self._recent_seams: deque = deque(maxlen=20)
         self.seams_late = 0
@@ -102,9 +103,12 @@ class Scheduler(threading.Thread):
         if self.seam_before:
             self._seam_thread = threading.Thread(target=self._seam_worker, name="livetex-seams", daemon=True)
             self._seam_thread.start()
-        self.sampler.reset(int(start))
-        self._plan(0, int(start))
-        self.k = 1
+        from ..conditioning import segment_of
+        self._seg_of = segment_of(np.arange(walk.n), segments)
+        self.walk.reset(int(start))
+        self._last_src = int(start)
+        self.k = 0
+        self._decide(0, None, 1.0, {}, [])
 
     @property
     def margin(self) -> float:
@@ -149,14 +153,13 @@ class Scheduler(threading.Thread):
     def first_frame(self, k: int) -> int:
         return 0 if k == 0 else self.W + (k - 1) * self.S
 
-    def frames_of(self, k: int, j: int) -> range:
-        a, b = self.seg.frame_range(j) if k == 0 else self.seg.tail_range(j)
-        return range(a, b)
+    def frame_count(self, k: int) -> int:
+        return self.W if k == 0 else self.S
 
-    def _plan(self, k: int, j: int) -> None:
+    def _plan(self, k: int, frames) -> None:
         b = self.first_frame(k)
-        for i, src in enumerate(self.frames_of(k, j)):
-            self.prefetcher.request(b + i, src)
+        for i, src in enumerate(frames):
+            self.prefetcher.request(b + i, int(src))
 
     # ---- thread
     def run(self) -> None:
@@ -201,47 +204,75 @@ class Scheduler(threading.Thread):
             return
         extra, info, arrivals = self._audio(k, deadline)
         c = self.controls
-        s = self.sampler
-        s.temperature, s.threshold = c.temperature, c.threshold
+        w = self.walk
+        if w.temperature != c.temperature:
+            w.temperature = c.temperature
+        w.threshold = c.threshold
         alpha = c.alpha if extra is not None else 1.0
+        self._decide(k, extra, alpha, info, arrivals)
+
+    def _decide(self, k: int, extra, alpha: float, info: dict, arrivals) -> None:
+        """Walk step k's frames (the whole first window for k = 0), queue them and their seams."""
+        w = self.walk
         planner = self._planner(k, extra, alpha)
-        j = planner.step(k) if planner is not None else s.step(extra, alpha)
+        b0 = self.first_frame(k)
+        count = self.frame_count(k)
+        frames = np.empty(count, np.int64)
+        jumps = []
+        bias = None
+        if planner is None and extra is not None and alpha < 1.0:
+            from ..conditioning import row_bias
+            bias = row_bias(extra, self._seg_of, alpha)
+        for i in range(count):
+            if k == 0 and i == 0:
+                f = w.p                                  # the start frame
+            elif planner is not None:
+                f = w.move(planner.choose(b0 + i - 1))
+            else:
+                f = w.step(bias)
+            if f != self.prev_src + 1 and (k > 0 or i > 0):
+                jumps.append(b0 + i)
+            frames[i] = f
+            self.prev_src = f
         if self.planner is not None:
             info["planned"] = planner is not None
         t_dec = time.perf_counter()
         now = self.clock.now()
-        jump = j != self.prev_segment + 1
-        self._plan(k, j)
+        self._plan(k, frames)
+        t_k = b0 / self.fps
         self.stats.latency_s.extend(t_dec - a for a in arrivals)
-        self.stats.lead_s.append(t_k - now)
-        self.stats.add(decisions=1, jumps=int(jump), conditioned=int(extra is not None))
-        rec = {"k": k, "segment": j, "jump": jump, "t": round(now, 4), "lead_ms": round((t_k - now) * 1000, 1),
-               "temperature": round(s.temperature, 5), "threshold": round(s.threshold, 4),
-               "alpha": round(alpha, 4), "conditioned": extra is not None, **info}
-        if extra is not None:
-            # How much the audio favoured what was chosen: 1 = indifferent, >1 = the audio's pick.
-            rec["audio_pref"] = round(float(extra[j]) * len(extra), 4)
-        if jump and self.seam_before:
-            self._seam(k, j, rec)
-        self.stats.record(rec)
-        self.prev_segment = j
+        if k > 0:
+            self.stats.lead_s.append(t_k - now)
+        self.stats.add(decisions=1, jumps=len(jumps), conditioned=int(extra is not None))
+        rec = {"k": k, "frame": int(frames[0]), "jumps": [int(j) for j in jumps], "t": round(now, 4),
+               "lead_ms": round((t_k - now) * 1000, 1), "temperature": round(w.temperature, 5),
+               "threshold": round(w.threshold, 4), "alpha": round(alpha, 4), "conditioned": extra is not None, **info}
+        if jumps and self.seam_before:
+            prev = {j: int(frames[j - b0 - 1]) if j > b0 else self._last_src for j in jumps}
+            for j in jumps:
+                self._seam(j, prev[j], int(frames[j - b0]), rec)
+        self._last_src = int(frames[-1])
+        if k > 0:
+            self.stats.record(rec)
         self.k = k + 1
 
     def _planner(self, k: int, extra, alpha: float):
         """The song's planner if it applies to step k as the controls stand, else None (and, if the
         controls have moved, a new planner is started in the background)."""
         pl = self.planner
-        if pl is None or extra is None or k >= pl.K:
+        if pl is None or (extra is None and k > 0) or self.first_frame(k) + self.frame_count(k) > pl.n_out:
             return None
-        want = (float(alpha), float(self.sampler.temperature), float(self.sampler.threshold))
+        want = (float(alpha), float(self.walk.temperature), float(self.walk.threshold))
         if pl.planned_for == want:
             return pl
         if self._replanning is None or not self._replanning.is_alive():
             def rebuild():
                 from ..conditioning import Planner
                 try:
-                    new = Planner(self.sampler, pl.T, want[0], pl.rng, pl.bundle, previous=pl, avoid=pl.avoid)
-                    if new.planned_for == want:   # the sampler's controls may have moved meanwhile
+                    new = Planner(self.walk.fork(0), pl.ev.T, want[0], pl.rng, self.seg, pl.n_out, pl.ev.loud,
+                                  pl.energy_weight, avoid=pl.avoid)
+                    new.walk = self.walk
+                    if new.planned_for == want:   # the controls may have moved meanwhile
                         self.planner = new
                 except Exception:                # keep playing (greedily) whatever happens here
                     self.condition_errors += 1
@@ -360,24 +391,25 @@ class Scheduler(threading.Thread):
             return None
 
     # ---- seams
-    def _seam(self, k: int, j: int, rec: dict) -> None:
-        """Hand the seam around the jump into step ``k`` to the seam thread (it replaces the frames
-        only if it finishes before the first of them is due)."""
-        b = self.first_frame(k)
+    def _seam(self, j: int, prev_src: int, next_src: int, rec: dict) -> None:
+        """Hand the seam around the jump landing at output frame ``j`` to the seam thread (it replaces
+        the frames only if it finishes before the first of them is due)."""
         sm = self.seamer
-        kb = min(sm.before, b - self.seam_end)
-        ka = min(sm.after, (self.S + 1) // 2)     # leave the next jump room for its own seam
+        kb = min(sm.before, j - self.seam_end)
+        ka = sm.after
+        seams = rec.setdefault("seams", [])
         if kb + ka <= 0:
-            rec["seam"] = {"skipped": "no room"}
+            seams.append({"skipped": "no room"})
             return
-        start = b - kb
+        start = j - kb
         if self.clock.now() > start / self.fps - 0.01:
             self.seams_late += 1
-            rec["seam"] = {"skipped": "late"}
+            seams.append({"skipped": "late"})
             return
-        self.seam_end = b + ka
-        prev_src = (self.seg.frame_range(self.prev_segment) if k == 1 else self.seg.tail_range(self.prev_segment))[1] - 1
-        self._seam_q.put((start, prev_src, self.frames_of(k, j)[0], kb, ka, rec))
+        self.seam_end = j + ka
+        note: dict = {}
+        seams.append(note)
+        self._seam_q.put((start, prev_src, next_src, kb, ka, note))
 
     def _seam_worker(self) -> None:
         try:
@@ -390,22 +422,22 @@ class Scheduler(threading.Thread):
             job = self._seam_q.get()
             if job is None:
                 return
-            start, prev_src, next_src, kb, ka, rec = job
+            start, prev_src, next_src, kb, ka, note = job
             if self.clock.now() > start / self.fps - 0.01:
                 self.seams_late += 1
-                rec["seam"] = {"skipped": "late"}
+                note["skipped"] = "late"
                 continue
             try:
                 frames, dt = self._make_seam(prev_src, next_src, kb, ka)
             except Exception as e:    # a seam is an embellishment: never stop the show for it
-                rec["seam"] = {"skipped": f"error: {type(e).__name__}: {e}"}
+                note["skipped"] = f"error: {type(e).__name__}: {e}"
                 continue
             self.seam_s.append(dt)
             if self.clock.now() > start / self.fps - 0.005:
                 self.seams_late += 1
-                rec["seam"] = {"skipped": "late", "ms": round(dt * 1000, 1)}
+                note.update(skipped="late", ms=round(dt * 1000, 1))
                 continue
             for i, f in enumerate(frames):
                 self.prefetcher.put(start + i, f, -1)
             self.stats.add(seams=1)
-            rec["seam"] = {"start": start, "frames": kb + ka, "ms": round(dt * 1000, 1)}
+            note.update(start=start, frames=kb + ka, ms=round(dt * 1000, 1))
