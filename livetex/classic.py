@@ -614,7 +614,7 @@ def classic_deep(req: WalkRequest) -> Timeline:
     names = [name] if name else [n for n in DEEP_FEATURES if b.has(n)]
     if not names or not b.has(names[0]):
         raise LivetexError(f"classic-deep needs a fitted model: bundle {b.path} has no learned segment features "
-                           f"({' or '.join(DEEP_FEATURES) if not name else name}); fit it without --no-model")
+                           f"({' or '.join(DEEP_FEATURES) if not name else name}); fit it with --model")
     emb = b.array(names[0])
     if len(emb) != b.segments.count:
         raise LivetexError(f"bundle {b.path}: {names[0]!r} has {len(emb)} rows, expected one per segment "

@@ -64,7 +64,11 @@ def add_fit(sub):
     p.add_argument("--store-height", type=_positive(int), default=720, help="frame-store height in pixels (default 720, never upscaled)")
     p.add_argument("--store-codec", choices=["jpeg", "raw"], default="jpeg", help="frame-store codec (default jpeg)")
     p.add_argument("--quality", type=_positive(int), default=90, help="JPEG quality of the frame store (default 90)")
-    p.add_argument("--no-model", action="store_true", help="skip the contrastive fit (frame store and segments only)")
+    p.add_argument("--model", action="store_true",
+                   help="also train the contrastive bi-gram (phi/psi) and the audio-visual model: for --method learned "
+                        "or classic-deep and --audio-model av (minutes of training; the default texture walk does not "
+                        "need them). --steps, --config, --backbone and --weights imply it")
+    p.add_argument("--no-model", action="store_true", help=argparse.SUPPRESS)   # the default; kept for old scripts
     p.add_argument("--steps", type=_positive(int), default=None, help="training steps (default: from models/default.json)")
     p.add_argument("--config", default=None, help="model preset: models/NAME.json or a JSON file (default: built-in defaults)")
     p.add_argument("--backbone", default=None, help="video backbone name: tiny3d (default), x3d_xs, x3d_s")
@@ -83,8 +87,9 @@ def cmd_fit(a):
             config = a.backbone          # a backbone's own preset (frames, size) comes with it
     train = {k: v for k, v in {"config": config, "steps": a.steps, "backbone": a.backbone,
                                "weights": a.weights}.items() if v is not None}
+    model = (a.model or bool(train)) and not a.no_model
     cfg = FitConfig(store_height=a.store_height, store_codec=a.store_codec, store_quality=a.quality,
-                    start=a.start, end=a.end, fps=a.fps, model=not a.no_model, train=train,
+                    start=a.start, end=a.end, fps=a.fps, model=model, train=train,
                     device=a.device, seed=a.seed)
     path = fit(a.video, a.output, cfg, force=a.force)
     print(f"bundle written: {path}")

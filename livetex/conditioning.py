@@ -24,8 +24,8 @@ music is loud and rests in its gaps) tells, for every output frame and source fr
 of the song can be followed from there; the walk then runs forward weighted by it, with its own
 freshness and dwell rules. Cuts land where the graph has good seams, ahead of the change in the music.
 Each plan is made again against material its last walk showed more than needed (:func:`plan_song`).
-With a microphone the future is unknown: each frame's choice is biased by the current window's row
-(:func:`row_bias`; ``--audio-walk greedy`` does the same offline). alpha = 1 ignores the audio; alpha
+With a microphone the future is unknown: every step plans a short horizon as if the music heard now
+went on (:class:`LiveFollower`; ``--audio-walk greedy`` does the same offline). alpha = 1 ignores the audio; alpha
 = 0 follows only the music's favourites.
 
 Also here: the conditional baselines ``random-clip`` and ``audio-nn``.
@@ -157,6 +157,8 @@ def conditioned_walk(req: WalkRequest):
     if mode not in AUDIO_WALKS:
         raise LivetexError(f"unknown audio walk {mode!r}: use one of {', '.join(AUDIO_WALKS)}")
     walk, params = walk_for(req)
+    if alpha <= 0:
+        walk.dwell = 1          # the music alone decides: no minimum stay after a cut
     loud = song_energy(y, req.bundle.segments, len(T))
     follow = req.extra.get("follow", "auto")
     w = ENERGY_WEIGHT if follow == "auto" else float(follow)
@@ -165,15 +167,20 @@ def conditioned_walk(req: WalkRequest):
                                                 start=req.start)
         info.update(plan_info)
     else:
-        ev = SongEvidence(walk.g, req.bundle.segments, T, alpha, loud, w)
+        seg = req.bundle.segments
+        live = LiveFollower(walk, seg, alpha)
         walk.reset(walk.first_frame() if req.start is None else int(req.start))
-        frames, jumps = [walk.p], []
-        for t in range(1, req.n_frames):
-            f = walk.step(ev.bias(step_of(t, req.bundle.segments)))
-            if f != frames[-1] + 1:
-                jumps.append(t)
-            frames.append(f)
-        frames = np.asarray(frames)
+        parts, jumps, t = [np.array([walk.p])], [], 1
+        for k in range(len(T)):
+            count = (seg.window_frames - 1) if k == 0 else seg.stride_frames
+            count = min(count, req.n_frames - t)
+            if count <= 0:
+                break
+            f, js = live.advance(T[k], count)
+            parts.append(f)
+            jumps += [t + j for j in js]
+            t += count
+        frames = np.concatenate(parts)
     return walk_timeline(req, "contrastive", np.asarray(frames), jumps, **params, alpha=alpha, audio_walk=mode,
                          follow=w, **info)
 
@@ -182,7 +189,6 @@ AUDIO_WALKS = ("plan", "greedy")
 AUDIO_FLOOR = 30.0     # nats: the most the music can hold against a frame at one step (else T_a underflow
                        # to 0 outweighs every seam and every disagreement cuts at once)
 AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
-AUDIO_SLACK = 1.0      # greedy: a cut the music prefers by less than this (nats) is not asked for
 ENERGY_WEIGHT = 5.0    # nats at alpha = 0.5 per step: the song's loudness times the picture's motion, both
                        # z-scored (song_energy, frame_motion_z): plays when the music plays, rests in its gaps
 REUSE_ROUNDS = 2       # re-plans against showing the same material again ...
@@ -197,7 +203,7 @@ class SongEvidence:
     ``E_k(f) = beta * max(log T_a(k, seg f) - max_k, -AUDIO_FLOOR) + w * loud_k * motion_z(f)`` with
     ``beta = AUDIO_WEIGHT * (1 - alpha) / alpha`` and ``w = energy_weight * (1 - alpha) / alpha``: the
     audio model's match, and the performer moving while the music is loud and resting in its gaps.
-    alpha = 1: nothing; alpha = 0: only the music's favourites (beta = inf).
+    alpha = 1: nothing; alpha = 0: the music alone (beta 50: up to 1,500 nats a step).
     """
 
     def __init__(self, graph, seg: Segments, T: np.ndarray, alpha: float, loud: np.ndarray | None,
@@ -205,7 +211,8 @@ class SongEvidence:
         self.T, self.seg = np.asarray(T), seg
         self.K = len(self.T)
         self.seg_of = segment_of(np.arange(graph.n), seg)
-        self.beta = np.inf if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
+        # alpha 0: the music alone, as a very strong (finite) weight, so some path always exists
+        self.beta = AUDIO_WEIGHT * (1.0 - alpha) / max(alpha, 0.01)
         self.energy = 0.0 if alpha <= 0 or loud is None else energy_weight * (1.0 - alpha) / alpha
         self.loud = loud
         self.motion = frame_motion_z(graph)
@@ -214,8 +221,6 @@ class SongEvidence:
     def segment_nats(self, k: int) -> np.ndarray:
         """(N,) the music's log-preference over segments at step k, max 0."""
         logt = np.log(np.maximum(np.asarray(self.T[min(k, self.K - 1)], np.float64), 1e-300))
-        if np.isinf(self.beta):
-            return np.where(logt >= logt.max() - 1e-9, 0.0, -np.inf)
         return self.beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR)
 
     def __call__(self, k: int) -> np.ndarray:
@@ -227,22 +232,41 @@ class SongEvidence:
             out = out + self.extra
         return out
 
-    def bias(self, k: int) -> np.ndarray:
-        """Step k's nats as a bias for a greedy walk (:meth:`livetex.texture.Walk.choose`): a preference
-        smaller than AUDIO_SLACK is none (the music has nothing to ask for)."""
-        e = self(k)
-        return np.where(e >= e.max() - AUDIO_SLACK, e.max(), e)
 
 
-def row_bias(row: np.ndarray, seg_of: np.ndarray, alpha: float) -> np.ndarray:
-    """(n,) a live T_a row (over segments) as nats over source frames, for a greedy walk
-    (:meth:`livetex.texture.Walk.choose`): ``beta * max(log T_a - max, -AUDIO_FLOOR)``, a preference
-    smaller than AUDIO_SLACK counting as none."""
-    logt = np.log(np.maximum(np.asarray(row, np.float64), 1e-300))
-    beta = 1e3 if alpha <= 0 else AUDIO_WEIGHT * (1.0 - alpha) / alpha
-    e = beta * np.maximum(logt - logt.max(), -AUDIO_FLOOR)
-    e = np.where(e >= -AUDIO_SLACK, 0.0, e)
-    return e[seg_of]
+HORIZON_S = 2.0        # a live walk plans this far ahead, assuming the music it hears now goes on
+
+
+class LiveFollower:
+    """Following music that cannot be heard ahead (a microphone; ``--audio-walk greedy`` offline).
+
+    Every step, the current window's row (assumed to go on for HORIZON_S: music is locally steady) is
+    turned into nats per source frame as a song's :class:`SongEvidence` would be, and each frame the
+    walk weighs its exits by how much more the next HORIZON_S of source from there would earn than
+    playing on (a prefix sum along the source: O(n) per step, whatever the horizon). So a cut waits
+    for a seam the graph offers, and one that the seams make costly still happens when the music
+    insists long enough, as in a planned walk, without its backward pass."""
+
+    def __init__(self, walk, seg: Segments, alpha: float, horizon_s: float = HORIZON_S):
+        self.walk, self.seg, self.alpha = walk, seg, float(alpha)
+        self.horizon = max(1, int(round(horizon_s * seg.fps)))
+        self.seg_of = segment_of(np.arange(walk.n), seg)
+        self.end = walk.end
+
+    def values(self, row: np.ndarray, alpha: float) -> np.ndarray:
+        """(n,) nats the music gives the ``horizon`` frames played on from each source frame (to the
+        end of its run if that comes first)."""
+        ev = SongEvidence(self.walk.g, self.seg, np.asarray(row, np.float32)[None], alpha, None)
+        per_frame = ev(0) / self.seg.stride_frames
+        c = np.concatenate([[0.0], np.cumsum(per_frame)])
+        f = np.arange(self.walk.n)
+        stop = np.minimum(f + self.horizon, self.end + 1)
+        return c[stop] - c[f]
+
+    def advance(self, row: np.ndarray, count: int, alpha: float | None = None) -> tuple[np.ndarray, list[int]]:
+        """The next ``count`` frames under a T_a ``row`` (over segments): (frames, jump indices)."""
+        a = self.alpha if alpha is None else float(alpha)
+        return self.walk.advance(count, self.values(row, a) if a < 1.0 else None)
 
 
 class Planner:
@@ -251,36 +275,45 @@ class Planner:
     A hidden Markov model over source frames, one state per output frame: the prior is the walk's own
     memoryless transitions (:meth:`livetex.texture.Walk.prior_table`: play on, or take an exit at the
     walk's hazard, exits weighted by their seam cost), the evidence :class:`SongEvidence`, each step's
-    nats spread over the frames shown during it. A backward pass gives ``b_t(f)``, how well the song
-    from output frame t + 1 on can be followed from f; the walk then runs forward with its own
-    history rules (dwell, freshness, no return, thresholds), each frame drawn from its options times
-    the evidence and ``b``. Because the song is known in advance, a cut is taken where the graph
-    offers a good one, ahead of the change in the music it prepares for.
+    nats spread over the frames shown during it. Every frame has two copies: *free* (the walk may cut)
+    and *locked* (it has just landed and must show its dwell first; it unlocks with chance 1/dwell per
+    frame), so a plan knows that a cut taken just before the music changes leaves it stuck through the
+    change. A backward pass gives ``b_t``, how well the song from output frame t + 1 on can be
+    followed from each copy of each frame; the walk then runs forward with its own history rules
+    (dwell, no return), each frame drawn from its options times the evidence and ``b``. Because the
+    song is known in advance, a cut is taken where the graph offers a good one, ahead of the change in
+    the music it prepares for.
 
-    Memory: ``b`` is kept at every step boundary (K x n) and recomputed within a step when walked.
+    Memory: ``b`` is kept at every step boundary (2 x K x n) and recomputed within a step when walked.
     Cost: O(T n k) for T output frames, n source frames, k exits.
     """
 
     def __init__(self, walk, T: np.ndarray, alpha: float, rng: np.random.Generator, seg: Segments, n_out: int,
                  loud: np.ndarray | None = None, energy_weight: float = ENERGY_WEIGHT,
-                 avoid: np.ndarray | None = None):
+                 avoid: np.ndarray | None = None, taste: bool = True):
         self.walk, self.rng, self.seg = walk, rng, seg
         self.n_out = int(n_out)
         self.energy_weight = float(energy_weight)
         self.alpha = float(alpha)
         self.ev = SongEvidence(walk.g, seg, T, alpha, loud, energy_weight)
         n = walk.n
-        taste = TASTE * rng.standard_normal(seg.count)[self.ev.seg_of] if TASTE > 0 else np.zeros(n)
+        taste = TASTE * rng.standard_normal(seg.count)[self.ev.seg_of] if TASTE > 0 and taste else np.zeros(n)
         self.avoid = avoid
         self.ev.extra = taste - (0.0 if avoid is None else np.asarray(avoid, np.float64))
         self.targets, self.probs = walk.prior_table()
+        self.cont = walk.continuing()
+        self.succ = np.minimum(np.arange(n) + 1, n - 1)
+        self.unlock = 1.0 / max(1, walk.dwell)
+        q = self.probs[:, 1:]
+        with np.errstate(invalid="ignore"):
+            self.forced = np.where(q.sum(axis=1, keepdims=True) > 0, q / q.sum(axis=1, keepdims=True), 0.0)
         self.planned_for = (float(alpha), float(walk.temperature), float(walk.threshold))
         self._per_frame = {}
         W, S = seg.window_frames, seg.stride_frames
         # log b is kept at checkpoints (the last frame before every step, frame 0 and the last frame)
         self.stops = np.unique(np.concatenate([[0], np.arange(W, self.n_out, S) - 1, [self.n_out - 1]]))
-        self.check = np.zeros((len(self.stops), n), np.float32)
-        lb = np.zeros(n)
+        self.check = np.zeros((len(self.stops), 2, n), np.float32)
+        lb = np.zeros((2, n))
         j = len(self.stops) - 1
         for t in range(self.n_out - 2, -1, -1):
             lb = self._back(t, lb)
@@ -300,16 +333,20 @@ class Planner:
         return self._per_frame[k]
 
     def _back(self, t: int, lb_next: np.ndarray) -> np.ndarray:
-        """log b_t from log b_{t+1}, shifted to max 0."""
-        lv = self.evidence(t + 1) + lb_next
+        """log b_t (free, locked) from log b_{t+1}, both shifted by the same constant to max 0."""
+        lv = self.evidence(t + 1)[None] + lb_next
         v = np.exp(lv - lv.max())
-        m = (self.probs * v[self.targets]).sum(axis=1)
-        lm = np.log(np.maximum(m, 1e-300))
+        free, locked = v[0], v[1]
+        tg, pr = self.targets, self.probs
+        m_free = pr[:, 0] * free[tg[:, 0]] + (pr[:, 1:] * locked[tg[:, 1:]]).sum(axis=1)
+        m_lock = np.where(self.cont, (1.0 - self.unlock) * locked[self.succ] + self.unlock * free[self.succ],
+                          (self.forced * locked[tg[:, 1:]]).sum(axis=1))
+        lm = np.log(np.maximum(np.stack([m_free, m_lock]), 1e-300))
         return lm - lm.max()
 
     def logb(self, t: int) -> np.ndarray:
-        """log b_t, recomputed from the first checkpoint at or after t (the block down to t is kept:
-        the forward walk asks for t, t + 1, ... in turn)."""
+        """(2, n) log b_t, recomputed from the first checkpoint at or after t (the block down to t is
+        kept: the forward walk asks for t, t + 1, ... in turn)."""
         if t not in self._block:
             j = int(np.searchsorted(self.stops, t))
             hi = int(self.stops[j])
@@ -324,7 +361,7 @@ class Planner:
         """A first frame, drawn evenly among the landable frames from which the whole song is followed
         within START_SLACK nats of the best (not in proportion to the posterior, which is so peaked
         that every seed would begin, and so go on, alike)."""
-        lw = self.evidence(0) + self.logb(0)
+        lw = self.evidence(0) + self.logb(0)[1]
         ok = self.walk.landable[: max(1, self.walk.n - self.walk.n // 8)]
         lw = np.where(np.pad(ok, (0, self.walk.n - len(ok))), lw, -np.inf)
         if not np.isfinite(lw).any():
@@ -334,15 +371,30 @@ class Planner:
 
     def choose(self, t: int) -> int:
         """The frame to show at output frame t + 1 (the walk stands at output frame t)."""
-        cand, pr = self.walk.options()
+        cand, pr = self.walk.options(planned=True)
         if len(cand) == 1:
             return int(cand[0])
+        lb = self.logb(t + 1)
+        # playing on stays free; a landing is locked
+        copy = np.where(cand == self.walk.p + 1, 0, 1)
         with np.errstate(divide="ignore"):
-            lw = np.log(pr) + (self.evidence(t + 1) + self.logb(t + 1))[cand]
+            lw = np.log(pr) + self.evidence(t + 1)[cand] + lb[copy, cand]
         if not np.isfinite(lw).any():
             return int(cand[int(np.argmax(pr))])
         w = np.exp(lw - lw[np.isfinite(lw)].max())
         return int(cand[_draw(w, self.rng)])
+
+    def advance(self, count: int, t0: int = 0) -> tuple[np.ndarray, list[int]]:
+        """Walk ``count`` frames on from where the walk stands (at planner time ``t0``): (frames, the
+        indices into them where a jump lands)."""
+        out = np.empty(count, np.int64)
+        jumps = []
+        for i in range(count):
+            prev = self.walk.p
+            out[i] = self.walk.move(self.choose(min(t0 + i, self.n_out - 2)))
+            if out[i] != prev + 1:
+                jumps.append(i)
+        return out, jumps
 
     def run(self, start: int | None = None) -> tuple[np.ndarray, list[int]]:
         """The whole planned walk: (source frame per output frame, jump positions)."""

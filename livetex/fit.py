@@ -42,7 +42,7 @@ class FitConfig:
     start: float = 0.0
     end: float | None = None
     fps: float | None = None       # resample to this rate; None keeps the source's
-    model: bool = True             # fit the contrastive model (else: frame store + segments only)
+    model: bool = False            # also train the contrastive bi-gram and the audio-visual model (--model)
     train: dict = field(default_factory=dict)   # overrides of train.TrainConfig
     device: str = "auto"
     seed: int = 0
@@ -105,7 +105,7 @@ def fit(video: str, out: str, cfg: FitConfig | None = None, force: bool = False,
         bw.add_array("pixel_codes", codes)
         # HOOK(audio): source-audio embeddings are added here by livetex.audio (issue 4).
         from .audio.fit import fit_audio
-        # --no-model means no training at all: the audio-visual model is skipped too (features stay).
+        # Without --model no training at all: the audio-visual model is skipped too (features stay).
         fit_audio(bw, seg, np.load(bw.file("thumbs.npy"), mmap_mode="r"), seed=cfg.seed, progress=progress,
                   av=cfg.model)
         phi = psi = None

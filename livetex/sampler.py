@@ -406,8 +406,8 @@ def walk_embeddings(bundle, kind: str = "contrastive") -> tuple[np.ndarray, np.n
     """:func:`transition_vectors` of a bundle."""
     from .errors import LivetexError
     if kind in ("learned", "contrastive") and not bundle.has("phi"):
-        raise LivetexError(f"{bundle.path} has no contrastive model (fitted with --no-model): "
-                           "re-fit it, or use --method pixel, sequential or random")
+        raise LivetexError(f"{bundle.path} has no contrastive model (fitted without --model): "
+                           "re-fit it with --model, or use --method contrastive, pixel, sequential or random")
     codes = (np.asarray(bundle.array("pixel_codes")) if bundle.has("pixel_codes")
              else pixel_codes(bundle.array("thumbs"), bundle.segments))
     phi = bundle.array("phi") if bundle.has("phi") else None

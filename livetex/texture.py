@@ -121,17 +121,20 @@ class Walk:
         ever = np.isfinite(age).mean(axis=1)
         return self.fresh_weight * recent + NOVELTY_WEIGHT * ever
 
-    def exit_weights(self, p: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(targets, weights) of the exits the walk may take from p now (weights before ``rate``)."""
+    def exit_weights(self, p: int | None = None, thresholded: bool = True, fresh: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, weights) of the exits the walk may take from p now (weights before ``rate``).
+        A planner weighs freshness and weak exits itself: ``thresholded=False`` keeps the exits below
+        ``threshold`` times the best, ``fresh=False`` leaves out the staleness penalty (the hard
+        no-return rule stays)."""
         p = self.p if p is None else int(p)
         e = self._exits[p]
         ok = e >= 0
         if not ok.any():
             return e[:0], np.zeros(0)
         e = e[ok]
-        w = self._w[p][ok] * np.exp(-self.staleness(e))
+        w = self._w[p][ok] * (np.exp(-self.staleness(e)) if fresh else 1.0)
         w[self.t + 1 - self.last[e] < self.no_return] = 0.0
-        if w.max(initial=0.0) > 0:
+        if thresholded and w.max(initial=0.0) > 0:
             w[w < self.threshold * w.max()] = 0.0
         return e, w
 
@@ -143,14 +146,15 @@ class Walk:
             h = max(h, 1.0 / (left + 1))
         return h
 
-    def options(self, p: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def options(self, p: int | None = None, planned: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(frames, probabilities) the walk may show after p now, playing on first if it may (what
-        :meth:`choose` draws from without a bias; a planner reweights it)."""
+        :meth:`choose` draws from without a bias). ``planned``: for a planner that reweights them and
+        weighs reuse itself (no threshold, no staleness; dwell and no-return stay)."""
         p = self.p if p is None else int(p)
         cont = self.g.continues(p)
         if cont and self.since < self.dwell:
             return np.array([p + 1]), np.ones(1)
-        e, w = self.exit_weights(p)
+        e, w = self.exit_weights(p, thresholded=not planned, fresh=not planned)
         total = float(w.sum())
         if not cont:
             if total > 0:
@@ -158,19 +162,27 @@ class Walk:
             return np.array([self._forced(p)]), np.ones(1)
         if total <= 0:
             return np.array([p + 1]), np.ones(1)
-        stay = math.exp(-float(self.staleness(np.array([p + 1]))[0]))
+        stay = 1.0 if planned else math.exp(-float(self.staleness(np.array([p + 1]))[0]))
         h = self.hazard(p, total, stay)
         return np.concatenate([[p + 1], e]), np.concatenate([[1.0 - h], h * w / total])
 
     def prior_table(self) -> tuple[np.ndarray, np.ndarray]:
         """The walk's memoryless transitions, for a planner's backward pass: (targets, probs), both
         (n, 1 + k); column 0 plays on (prob 0 where it cannot). No history (freshness, dwell): a
-        Markov model has no memory; the forward walk (:meth:`options`) applies it."""
+        Markov model has no memory; the forward walk (:meth:`options`) applies it. Cached while the
+        temperature and rate stay."""
+        key = (self._tau, self.rate)
+        if getattr(self, "_prior_key", None) == key:
+            return self._prior
+        self._prior_key, self._prior = key, self._prior_table()
+        return self._prior
+
+    def _prior_table(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.n
         e = self._exits
         w = self._w * (e >= 0)
         total = w.sum(axis=1)
-        cont = np.array([self.g.continues(p) for p in range(n)])
+        cont = self.continuing()
         h = np.minimum(MAX_HAZARD, self.rate * total)
         left = self.end - np.arange(n)
         h = np.where(left < self.urgency, np.maximum(h, 1.0 / (left + 1)), h)
@@ -181,6 +193,10 @@ class Walk:
         probs = np.concatenate([(1.0 - h)[:, None] * cont[:, None], h[:, None] * q], axis=1)
         return targets, probs
 
+    def continuing(self) -> np.ndarray:
+        """(n,) bool: frames from which the walk may play on."""
+        return np.append(self.g.alive[1:], False)
+
     def choose(self, bias: np.ndarray | None = None) -> int:
         """The next source frame (does not move the walk). ``bias``: optional (n,) log-weights of
         frames (e.g. what the music asks for), applied to each exit relative to playing on."""
@@ -188,10 +204,12 @@ class Walk:
         cont = self.g.continues(p)
         if cont and self.since < self.dwell:
             return p + 1
-        e, w = self.exit_weights(p)
+        e, w = self.exit_weights(p, thresholded=bias is None)
         if bias is not None and len(e):
             ref = bias[p + 1] if cont else bias[e].max()
-            w = w * np.exp(np.minimum(bias[e] - ref, 50.0))
+            w = w * np.exp(np.clip(bias[e] - ref, -50.0, 50.0))
+            if w.max(initial=0.0) > 0:
+                w[w < self.threshold * w.max()] = 0.0
         total = float(w.sum())
         if cont:
             if total <= 0:

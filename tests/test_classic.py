@@ -45,7 +45,7 @@ def periodic_video(path, n=N, period=P, fps=FPS, dead_end=0, size=64):
 
 
 def fit_bundle(video, out, *extra, model=False):
-    assert livetex_main(["fit", str(video), "-o", str(out), *([] if model else ["--no-model"]), *extra]) == 0
+    assert livetex_main(["fit", str(video), "-o", str(out), *(["--model"] if model else []), *extra]) == 0
     return load_bundle(str(out))
 
 

@@ -56,14 +56,14 @@ def test_fit_writes_model_and_loss_falls(loop_bundle):
     assert b.array("phi").shape == b.array("psi").shape == (b.segments.count, fit["dim"])
     assert np.allclose(np.linalg.norm(b.array("phi"), axis=1), 1, atol=1e-4)
     assert fit["loss_final"] < 0.6 * fit["loss_first"], (fit["loss_first"], fit["loss_final"])
-    assert all(t > 0 for t in b.manifest["walk"]["temperatures"].values())
+    assert b.manifest["walk"]["texture"]["rate"] > 0
     assert b.has("video_encoder")
 
 
 def test_learned_walk_is_phase_consistent(loop_bundle):
     """At low temperature, jumps land on the same phase of the loop (one or more periods away)."""
     b = load_bundle(loop_bundle)
-    tl = run("contrastive", WalkRequest(bundle=b, n_frames=120 * FPS, seed=0, jumps_per_min=20))
+    tl = run("learned", WalkRequest(bundle=b, n_frames=120 * FPS, seed=0, jumps_per_min=20))
     st = np.asarray(tl.steps)
     jumps = np.flatnonzero(st[1:] != st[:-1] + 1)
     assert len(jumps) >= 20
@@ -108,7 +108,7 @@ def test_temperature_sweep_on_fitted_model(loop_bundle):
     b = load_bundle(loop_bundle)
     counts = []
     for tau in (0.01, 0.05, 0.2, 1.0):
-        tl = run("contrastive", WalkRequest(bundle=b, n_frames=60 * FPS, seed=1, temperature=tau))
+        tl = run("learned", WalkRequest(bundle=b, n_frames=60 * FPS, seed=1, temperature=tau))
         counts.append(len(tl.jumps))
     assert counts == sorted(counts) and counts[0] < counts[-1], counts
 
@@ -119,7 +119,7 @@ def test_fit_refuses_too_few_segments(tmp_path):
     with VideoWriter(video, FPS, (64, 64)) as w:
         for k in range(16):                   # 0.64 s: one window fits, too few segments to learn from
             w.write(loop_frame(k, rng))
-    r = subprocess.run([sys.executable, "-m", "livetex", "fit", video, "-o", str(tmp_path / "b")],
+    r = subprocess.run([sys.executable, "-m", "livetex", "fit", video, "-o", str(tmp_path / "b"), "--model"],
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("livetex: error: video is too short")

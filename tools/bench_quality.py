@@ -54,7 +54,7 @@ def fitted(video: str, cache: str) -> str:
     except LivetexError:
         pass
     t = time.time()
-    r = subprocess.run([sys.executable, "-m", "livetex", "fit", video, "-o", out, "--force", "--store-height", "240"],
+    r = subprocess.run([sys.executable, "-m", "livetex", "fit", video, "-o", out, "--force", "--model", "--store-height", "240"],
                        capture_output=True, text=True, cwd=ROOT)
     if r.returncode:
         raise SystemExit(r.stderr)

@@ -105,10 +105,12 @@ class Scheduler(threading.Thread):
             self._seam_thread.start()
         from ..conditioning import segment_of
         self._seg_of = segment_of(np.arange(walk.n), segments)
+        self._follower = None            # conditioning.LiveFollower, made on the first conditioned step
         self.walk.reset(int(start))
         self._last_src = int(start)
         self.k = 0
-        self._decide(0, None, 1.0, {}, [])
+        # the first window: planned if there is a plan (it starts the song), else the walk's own
+        self._decide(0, None, controls.alpha if planner is not None else 1.0, {}, [])
 
     @property
     def margin(self) -> float:
@@ -219,21 +221,31 @@ class Scheduler(threading.Thread):
         count = self.frame_count(k)
         frames = np.empty(count, np.int64)
         jumps = []
-        bias = None
         if planner is None and extra is not None and alpha < 1.0:
-            from ..conditioning import row_bias
-            bias = row_bias(extra, self._seg_of, alpha)
-        for i in range(count):
-            if k == 0 and i == 0:
-                f = w.p                                  # the start frame
-            elif planner is not None:
-                f = w.move(planner.choose(b0 + i - 1))
+            if self._follower is None:
+                from ..conditioning import LiveFollower
+                self._follower = LiveFollower(w, self.seg, alpha)
+            if k == 0:
+                frames[0] = w.p
+                rest, js = self._follower.advance(extra, count - 1, alpha)
+                frames[1:] = rest
+                jumps = [b0 + 1 + j for j in js]
             else:
-                f = w.step(bias)
-            if f != self.prev_src + 1 and (k > 0 or i > 0):
-                jumps.append(b0 + i)
-            frames[i] = f
-            self.prev_src = f
+                frames[:], js = self._follower.advance(extra, count, alpha)
+                jumps = [b0 + j for j in js]
+            self.prev_src = int(frames[-1])
+        else:
+            for i in range(count):
+                if k == 0 and i == 0:
+                    f = w.p                                  # the start frame
+                elif planner is not None:
+                    f = w.move(planner.choose(b0 + i - 1))
+                else:
+                    f = w.step()
+                if f != self.prev_src + 1 and (k > 0 or i > 0):
+                    jumps.append(b0 + i)
+                frames[i] = f
+                self.prev_src = f
         if self.planner is not None:
             info["planned"] = planner is not None
         t_dec = time.perf_counter()
@@ -247,6 +259,9 @@ class Scheduler(threading.Thread):
         rec = {"k": k, "frame": int(frames[0]), "jumps": [int(j) for j in jumps], "t": round(now, 4),
                "lead_ms": round((t_k - now) * 1000, 1), "temperature": round(w.temperature, 5),
                "threshold": round(w.threshold, 4), "alpha": round(alpha, 4), "conditioned": extra is not None, **info}
+        if extra is not None:
+            # How much the audio favoured what is shown: 1 = indifferent, > 1 = the audio's pick.
+            rec["audio_pref"] = round(float(extra[self._seg_of[frames[-1]]]) * len(extra), 4)
         if jumps and self.seam_before:
             prev = {j: int(frames[j - b0 - 1]) if j > b0 else self._last_src for j in jumps}
             for j in jumps:
