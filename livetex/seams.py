@@ -16,10 +16,11 @@ Modes:
 - ``flow`` (:class:`Seamer`'s default; ``rife``'s fallback): dense optical flow (OpenCV DIS) between
   the two streams, both directions, at ``flow_height`` pixels; flows damped where the forward-backward
   check fails. Each replaced frame warps both ends to time ``t`` (intermediate flows as in Super
-  SloMo, Jiang et al. 2018) and blends them with occlusion-aware weights. Per seam it then picks how much of the flow to follow (all,
-  half, or none, i.e. the cross-fade) by predicting, on small frames, which gives the smallest largest
-  frame-to-frame step: the quantity :func:`seam_discontinuity` measures. Only the parts of the frame
-  where the warp differs from a cross-fade are warped at full size (on a static shot, the performer).
+  SloMo, Jiang et al. 2018) and blends them with occlusion-aware weights. Per seam it then picks how
+  much of the flow to follow (all, half, or none, i.e. the cross-fade) by predicting, on small frames,
+  which gives the smallest largest frame-to-frame step: the quantity :func:`seam_discontinuity`
+  measures. Only the parts of the frame where the warp differs from a cross-fade are warped at full
+  size (on a static shot, the performer).
 - ``rife`` (``livetex render``'s and ``livetex play``'s default when the network is there): learned
   interpolation (RIFE 4.0, livetex.interp). Each replaced frame ``i`` is the network's frame at
   ``t[i]`` between the two streams' frames ``i``; flows and mask are estimated on small frames
@@ -86,8 +87,8 @@ class SeamConfig:
 # Live (the player): a seam starts `before` frames ahead of its jump, so it has to be decided and made
 # that much earlier: keep it short, and cap the warped area so that one seam stays well inside the
 # look-ahead at 720p on one core (a seam whose whole frame moves, e.g. a handheld shot, cross-fades).
-# RIFE runs at 120 px with 3 passes for the 6 frames: about 0.2-0.3 s at 720p on one core
-# (tools/bench_interp.py); LiveSeams falls back to the flow morph when that does not fit.
+# RIFE runs at 120 px with 3 passes for the 6 frames (each frame re-times the nearest pass): 0.12-0.29 s
+# at 720p on one core (tools/bench_interp.py); LiveSeams uses the flow morph when that does not fit.
 # Offline (the renderer): no such constraints, and a longer seam spreads the jump over more frames.
 # How long depends on the mode. A cross-fade shows two bodies for as long as it lasts, so fade and flow
 # keep 5 + 5. RIFE draws one body moving from one pose to the other, and a big pose change looks like
