@@ -228,6 +228,7 @@ def test_load_prefers_the_bundles_network_and_never_builds_when_told_not_to(fres
     assert "none built yet" in capfd.readouterr().err
 
 
+@needs_weights
 def test_a_bundle_interpolates_without_torch(small_bundle):
     """The gig laptop: torch missing, the bundle's own network does the work."""
     code = ("import sys; sys.modules['torch'] = None\n"
@@ -247,6 +248,7 @@ def test_a_bundle_interpolates_without_torch(small_bundle):
 
 
 # ------------------------------------------------------------------------------------------- seams
+@needs_weights
 def test_rife_seams_keep_frame_count_and_timing(small_bundle, tmp_path):
     """A rendered timeline with rife: same frame count, fps and duration as without seams; only the
     frames around jumps change; the mp4 decodes back to the same number of frames."""
