@@ -169,7 +169,9 @@ def add_render(sub):
                    help="with --audio: plan the walk over the whole song (default: cuts where the picture allows, "
                         "ahead of the music), or greedy step-by-step mixing as the live player does")
     p.add_argument("--follow", type=follow_strength, default="auto", metavar="auto|W", help=FOLLOW_HELP)
-    p.add_argument("--interpolate", default=None, choices=["none", "fade", "flow"], help="seam smoothing at jumps")
+    p.add_argument("--interpolate", default=None, choices=["none", "fade", "flow", "rife"],
+                   help="seam smoothing at jumps (default rife, the learned interpolation, if its network is "
+                        "in the bundle or its weights are installed; else flow)")
     p.set_defaults(func=cmd_render)
 
 
@@ -191,7 +193,9 @@ def cmd_render(a):
                       alpha=a.alpha, audio=a.audio, audio_model=a.audio_model, extra={"audio_walk": a.audio_walk, "follow": a.follow})
     tl = run(method, req)
     tl.audio = {"path": os.path.abspath(a.audio)} if a.audio else None
-    interp = a.interpolate or default_interpolation()
+    interp = a.interpolate or "rife"
+    if interp == "rife":
+        interp = default_interpolation(b)    # the flow morph if no RIFE network loads (a note says so)
     tl.params["interpolate"] = interp
     render(b, tl, a.output, audio=a.audio, interpolate=interp)
     tl.save(tl_path)
@@ -203,12 +207,15 @@ def default_method(bundle) -> str:
     return "contrastive"
 
 
-def default_interpolation() -> str:
+def default_interpolation(bundle=None) -> str:
+    """``rife`` if a RIFE network loads (the bundle's, or built from the installed weights), else the
+    flow morph (with a one-line note saying how to get RIFE)."""
     try:
-        from . import seams  # noqa: F401
-        return seams.DEFAULT_MODE
+        from . import seams
     except ImportError:
         return "none"
+    from .interp import load_interpolator
+    return "rife" if load_interpolator(bundle) is not None else seams.DEFAULT_MODE
 
 
 # -------------------------------------------------------------------------------------------- demo

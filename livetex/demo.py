@@ -49,7 +49,7 @@ def run_demo(out_dir: str = "livetex-demo", seconds: float = 60.0) -> dict:
     req = WalkRequest(bundle=b, n_frames=int(round(seconds * b.fps)), seed=0)
     tl = run("contrastive", req)
     from .cli import default_interpolation
-    tl.params["interpolate"] = default_interpolation()
+    tl.params["interpolate"] = default_interpolation(b)
     video = os.path.join(out_dir, "texture.mp4")
     render(b, tl, video, interpolate=tl.params["interpolate"])
     tl.save(os.path.join(out_dir, "texture.json"))

@@ -112,6 +112,8 @@ def fit(video: str, out: str, cfg: FitConfig | None = None, force: bool = False,
         if cfg.model:
             from .train import fit_model
             phi, psi = fit_model(bw, seg, np.load(bw.file("thumbs.npy"), mmap_mode="r"), cfg, progress=progress)
+        from .interp import add_to_bundle
+        add_to_bundle(bw)    # RIFE for seams where torch is absent; without its weights: a note, no network
         # The transition graph and the texture walk's calibrated rate: what render and play need,
         # computed once here instead of at every start.
         from .graph import build_graph

@@ -15,11 +15,19 @@ from .timeline import Timeline
 
 
 def output_frames(bundle: Bundle, timeline: Timeline, interpolate: str = "none"):
-    """Yield the RGB frames of a timeline, seams smoothed with ``interpolate`` (see seams.py)."""
+    """Yield the RGB frames of a timeline, seams smoothed with ``interpolate`` (see seams.py).
+
+    ``rife`` uses the bundle's network, else the installed one (livetex.interp), else the flow morph.
+    """
     store = bundle.store
     if interpolate != "none":
         from .seams import smooth_frames
-        yield from smooth_frames(store, timeline, mode=interpolate)
+        interpolator = None
+        if interpolate == "rife":
+            from .interp import load_interpolator
+            # Offline: all the cores (the network is most of a seam's cost).
+            interpolator = load_interpolator(bundle, threads=min(4, os.cpu_count() or 1))
+        yield from smooth_frames(store, timeline, mode=interpolate, interpolator=interpolator)
         return
     last_k, last = None, None
     for k in timeline.frames:
@@ -46,8 +54,9 @@ def render(bundle: Bundle, timeline: Timeline, out: str, audio: str | None = Non
     check_output_path(out)
     timeline.params["interpolate"] = interpolate
     if interpolate != "none":
-        from .seams import RENDER
-        timeline.params["seam"] = {"before": RENDER.before, "after": RENDER.after}
+        from .seams import render_config
+        cfg = render_config(interpolate)
+        timeline.params["seam"] = {"before": cfg.before, "after": cfg.after}
     if timeline.frames.max() >= bundle.n_frames:
         raise LivetexError(f"timeline refers to frame {int(timeline.frames.max())} but the bundle has "
                            f"{bundle.n_frames} frames: it belongs to another bundle")

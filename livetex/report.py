@@ -383,7 +383,7 @@ def evaluate(source: str, out_dir: str, audio: str | None = None, seconds: float
     os.makedirs(os.path.join(tmp, "figures"))
     os.makedirs(os.path.join(tmp, "videos"))
     try:
-        interp = _default_interpolation()
+        interp = _default_interpolation(bundle)
         n_frames = max(1, int(round(seconds * bundle.fps)))
         cache: dict = {}
         rows, skipped = [], []
@@ -474,12 +474,9 @@ def evaluate(source: str, out_dir: str, audio: str | None = None, seconds: float
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _default_interpolation() -> str:
-    try:
-        from .seams import DEFAULT_MODE
-        return DEFAULT_MODE
-    except ImportError:
-        return "none"
+def _default_interpolation(bundle=None) -> str:
+    from .cli import default_interpolation
+    return default_interpolation(bundle)
 
 
 def _safe(name: str) -> str:

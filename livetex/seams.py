@@ -13,24 +13,33 @@ Modes:
 
 - ``none``: the hard cut.
 - ``fade``: cross-fade the two moving streams, ``(1-t) A + t B``.
-- ``flow`` (default): dense optical flow (OpenCV DIS) between the two streams, both directions, at
-  ``flow_height`` pixels; flows damped where the forward-backward check fails. Each replaced frame
-  warps both ends to time ``t`` (intermediate flows as in Super SloMo, Jiang et al. 2018) and blends
-  them with occlusion-aware weights. Per seam it then picks how much of the flow to follow (all,
-  half, or none, i.e. the cross-fade) by predicting, on small frames, which gives the smallest largest
-  frame-to-frame step: the quantity :func:`seam_discontinuity` measures. Only the parts of the frame
-  where the warp differs from a cross-fade are warped at full size (on a static shot, the performer).
+- ``flow`` (:class:`Seamer`'s default; ``rife``'s fallback): dense optical flow (OpenCV DIS) between
+  the two streams, both directions, at ``flow_height`` pixels; flows damped where the forward-backward
+  check fails. Each replaced frame warps both ends to time ``t`` (intermediate flows as in Super
+  SloMo, Jiang et al. 2018) and blends them with occlusion-aware weights. Per seam it then picks how
+  much of the flow to follow (all, half, or none, i.e. the cross-fade) by predicting, on small frames,
+  which gives the smallest largest frame-to-frame step: the quantity :func:`seam_discontinuity`
+  measures. Only the parts of the frame where the warp differs from a cross-fade are warped at full
+  size (on a static shot, the performer).
+- ``rife`` (``livetex render``'s and ``livetex play``'s default when the network is there): learned
+  interpolation (RIFE 4.0, livetex.interp). Each replaced frame ``i`` is the network's frame at
+  ``t[i]`` between the two streams' frames ``i``; flows and mask are estimated on small frames
+  (``rife_height``) and applied at full size. Between two poses it draws one body in between where the
+  cross-fade draws two. Without the RIFE network it is ``flow`` (a one-line note says so).
 
 Why ``flow`` often ties with ``fade``: for any difference measure that is a norm (mean absolute
 difference included), the straight cross-fade is the shortest path between two fixed frames, so no
 interpolation can have smaller steps between them. Following the flow wins when the streams' own
 motion cancels part of the jump (a loop back in a moving shot: the picture barely moves instead of
 two pans dissolving) and it removes ghosting; on unrelated poses it loses, and the seam cross-fades.
+For the same reason ``rife``'s largest step measures larger than the cross-fade's on a big pose change
+(the body moves most in the middle of the seam): it moves one picture where the fade dissolves two.
 
-Settings: :data:`LIVE` (the player: 3 + 3 frames, warped area capped so a seam fits the look-ahead)
-and :data:`RENDER` (offline: 5 + 5 frames). Two callers: :func:`smooth_frames` streams a whole
-:class:`~livetex.timeline.Timeline` for the renderer; :class:`Seamer` makes one seam at a time for the
-player's look-ahead. Cost per seam: ``tools/bench_seams.py``.
+Settings: :data:`LIVE` (the player: 3 + 3 frames, warped area capped so a seam fits the look-ahead),
+:data:`RENDER` (offline: 5 + 5 frames) and :data:`RENDER_RIFE` (offline rife: 8 + 8). Three callers:
+:func:`smooth_frames` streams a whole :class:`~livetex.timeline.Timeline` for the renderer;
+:class:`Seamer` makes one seam at a time; :class:`LiveSeams` is the player's: RIFE when it fits the
+look-ahead, else the flow morph. Cost per seam: ``tools/bench_seams.py``, ``tools/bench_interp.py``.
 
 The seam metric (:func:`seam_discontinuity`, with :func:`frame_changes` and :func:`source_changes`)
 compares the change between consecutive output frames at jumps with the change between consecutive
@@ -39,6 +48,8 @@ source frames, on 64x64 grey frames made like the bundle's thumbnails.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
@@ -47,7 +58,7 @@ import numpy as np
 
 from .errors import LivetexError
 
-MODES = ("none", "fade", "flow")
+MODES = ("none", "fade", "flow", "rife")
 DEFAULT_MODE = "flow"
 
 _PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -68,14 +79,30 @@ class SeamConfig:
     flow_pairs: str = "one"        # where DIS runs: at "each" replaced frame, or at "one" (the middle)
     judge_height: int = 128        # the candidates are compared on grey frames this high
     max_warp_area: float = 1.0     # cost cap: a seam that would warp more of the frame than this cross-fades
+    rife_height: int = 240         # "rife": the network sees the frames at this height (never upscaled)
+    rife_passes: int = 0           # "rife": network passes per seam (0: one per replaced frame; fewer are
+                                   # spread over the seam, each frame re-timing the nearest one)
 
 
 # Live (the player): a seam starts `before` frames ahead of its jump, so it has to be decided and made
 # that much earlier: keep it short, and cap the warped area so that one seam stays well inside the
 # look-ahead at 720p on one core (a seam whose whole frame moves, e.g. a handheld shot, cross-fades).
+# RIFE runs at 120 px with 3 passes for the 6 frames (each frame re-times the nearest pass): 0.12-0.29 s
+# at 720p on one core (tools/bench_interp.py); LiveSeams uses the flow morph when that does not fit.
 # Offline (the renderer): no such constraints, and a longer seam spreads the jump over more frames.
-LIVE = SeamConfig(before=3, after=3, max_warp_area=0.5)
+# How long depends on the mode. A cross-fade shows two bodies for as long as it lasts, so fade and flow
+# keep 5 + 5. RIFE draws one body moving from one pose to the other, and a big pose change looks like
+# a natural movement when it is spread over more frames: 8 + 8 (0.53 s at 30 fps). Its steps measure
+# smaller up to about 16 frames and no further, and each frame costs a network pass (at 180 px: as
+# good as 240 or 360 px on the dance and piano jumps, and 16 frames cost ~1.1-1.6 s at 640x480).
+LIVE = SeamConfig(before=3, after=3, max_warp_area=0.5, rife_height=120, rife_passes=3)
 RENDER = SeamConfig(before=5, after=5)
+RENDER_RIFE = replace(RENDER, before=8, after=8, rife_height=180)
+
+
+def render_config(mode: str) -> SeamConfig:
+    """The renderer's settings for ``mode``: :data:`RENDER_RIFE` for ``rife``, else :data:`RENDER`."""
+    return RENDER_RIFE if mode == "rife" else RENDER
 
 
 def check_mode(mode: str) -> str:
@@ -188,9 +215,15 @@ class Seamer:
     state); OpenCV releases the GIL while it works.
     """
 
-    def __init__(self, mode: str = DEFAULT_MODE, config: SeamConfig | None = None, **overrides):
+    def __init__(self, mode: str = DEFAULT_MODE, config: SeamConfig | None = None, interpolator=None, **overrides):
         self.mode = check_mode(mode)
         self.config = replace(config or LIVE, **overrides)
+        self.interpolator = interpolator
+        if self.mode == "rife" and interpolator is None:
+            from .interp import load_interpolator
+            self.interpolator = load_interpolator()
+            if self.interpolator is None:     # no RIFE network here (a note said so): the flow morph
+                self.mode = "flow"
         if self.config.flow_pairs not in ("each", "one"):
             raise LivetexError(f"flow_pairs must be 'each' or 'one', not {self.config.flow_pairs!r}")
         if self.config.preset not in _PRESETS:
@@ -258,6 +291,8 @@ class Seamer:
             for i in range(L):
                 out[i] = a_frames[i] if t[i] < 0.5 else b_frames[i]
             return out
+        if self.mode == "rife":
+            return self._rife(a_frames, b_frames, t, out)
         lam, flows, boxes = 0.0, None, []
         if self.mode == "flow" and L:
             flows = self._seam_flows(a_frames, b_frames)
@@ -279,6 +314,27 @@ class Seamer:
         if self.mode == "flow":
             self.stats["seams"] += 1
             self.stats["warped"] += lam > 0
+        return out
+
+    # ---- rife
+    def _rife(self, a_frames, b_frames, t, out) -> np.ndarray:
+        """Each replaced frame ``i`` is RIFE's frame at ``t[i]`` between ``a_frames[i]`` and
+        ``b_frames[i]`` (livetex.interp), the network run at ``rife_height``.
+
+        With ``rife_passes`` fewer than the frames, the passes are spread over the seam and each frame
+        re-times the nearest one to its own ``t`` and applies it to its own pair (cheaper, and close:
+        neighbouring pairs differ by the streams' own motion over a frame or two).
+        """
+        L = len(a_frames)
+        H = np.shape(a_frames[0])[0]
+        scale = min(1.0, self.config.rife_height / H)
+        n = L if self.config.rife_passes <= 0 else min(L, self.config.rife_passes)
+        at = np.round((np.arange(n) + 0.5) * L / n - 0.5).astype(int)
+        it = self.interpolator
+        motions = {int(j): it.estimate(a_frames[j], b_frames[j], float(t[j]), scale) for j in at}
+        for i in range(L):
+            j = int(at[np.abs(at - i).argmin()])
+            out[i] = it.apply(motions[j], a_frames[i], b_frames[i], float(t[i]))
         return out
 
     # ---- flow
@@ -465,6 +521,97 @@ class Seamer:
         return best
 
 
+# ------------------------------------------------------------------------------------------- live
+RIFE_BUDGET_S = 0.4   # live: RIFE makes a seam only if it is expected to take no longer than this (s)
+
+
+class LiveSeams:
+    """The player's seams: RIFE (at the :data:`LIVE` settings, a small network input) when its measured
+    time fits the budget, else the flow morph; counts which ran.
+
+    ``LiveSeams(mode, interpolator=None, config=LIVE, budget_s=RIFE_BUDGET_S)``: ``mode`` is the
+    ``--interpolate`` choice; ``"rife"`` without an ``interpolator`` (livetex.interp) is ``"flow"``. It
+    is called like a :class:`Seamer` (``before``, ``after``, ``mode``, :meth:`sources`, :meth:`blend`),
+    so the player's scheduler needs nothing else; ``counts`` says how many seams each method made
+    (``reset_counts`` after a warm-up) and ``last`` which made the latest.
+
+    The expected RIFE time is the median of its last 5 seams (one slow seam on a busy machine does
+    not switch it off). The first RIFE seam runs the network once beforehand, untimed: a session's
+    first run at a new size allocates, and would make RIFE look slower than it is. Once RIFE's
+    expected time exceeds the budget, every 25th seam measures it again (a busy spell ends).
+    One object per thread, as :class:`Seamer`.
+    """
+
+    RETRY_EVERY = 25
+
+    def __init__(self, mode: str = "rife", interpolator=None, config: SeamConfig | None = None,
+                 budget_s: float = RIFE_BUDGET_S):
+        mode = check_mode(mode)
+        if mode == "rife" and interpolator is None:
+            mode = "flow"
+        self.mode = mode
+        self.config = config or LIVE
+        self.budget_s = float(budget_s)
+        self.fallback = Seamer("flow" if mode == "rife" else mode, self.config)
+        self.rife = Seamer("rife", self.config, interpolator=interpolator) if mode == "rife" else None
+        self.times: dict[str, deque] = {}
+        self.counts: dict[str, int] = {}
+        self.last: str | None = None
+        self._warm = False
+        self._skipped = 0     # seams in a row RIFE sat out for time
+
+    @property
+    def before(self) -> int:
+        return self.config.before
+
+    @property
+    def after(self) -> int:
+        return self.config.after
+
+    def sources(self, *args, **kw):
+        return self.fallback.sources(*args, **kw)
+
+    def expected_s(self, method: str) -> float | None:
+        """Median time of the last 5 seams ``method`` made (s), None before the first."""
+        t = self.times.get(method)
+        return float(np.median(t)) if t else None
+
+    def reset_counts(self) -> None:
+        self.counts = {}
+
+    def blend(self, a_frames, b_frames, t: np.ndarray | None = None, prev: np.ndarray | None = None,
+              nxt: np.ndarray | None = None, budget_s: float | None = None) -> np.ndarray:
+        """As :meth:`Seamer.blend`; ``budget_s`` overrides the budget for this seam."""
+        use = self.fallback
+        if self.rife is not None:
+            exp = self.expected_s("rife")
+            budget = self.budget_s if budget_s is None else budget_s
+            if exp is None or exp <= budget or self._skipped >= self.RETRY_EVERY:
+                use = self.rife
+        if use is self.rife:
+            self._skipped = 0
+            if not self._warm:
+                self.rife.blend(a_frames[:1], b_frames[:1], None if t is None else np.asarray(t)[:1])
+                self._warm = True
+        elif self.rife is not None:
+            self._skipped += 1
+        t0 = time.perf_counter()
+        out = use.blend(a_frames, b_frames, t, prev=prev, nxt=nxt)
+        method = use.mode
+        self.times.setdefault(method, deque(maxlen=5)).append(time.perf_counter() - t0)
+        self.counts[method] = self.counts.get(method, 0) + 1
+        self.last = method
+        return out
+
+    def seam(self, store, prev_k: int, next_k: int) -> np.ndarray:
+        """As :meth:`Seamer.seam`."""
+        n = len(store)
+        a_idx, b_idx = self.sources(prev_k, next_k, n)
+        get = lambda k: store.frame(int(min(max(k, 0), n - 1)))  # noqa: E731
+        return self.blend([get(k) for k in a_idx], [get(k) for k in b_idx], prev=get(a_idx[0] - 1),
+                          nxt=get(b_idx[-1] + 1))
+
+
 # ------------------------------------------------------------------------------------ timelines
 @dataclass(frozen=True)
 class Seam:
@@ -511,15 +658,22 @@ def plan_seams(frames: np.ndarray, jumps: Iterable[int], n_source: int,
     return seams
 
 
-def smooth_frames(store, timeline, mode: str = DEFAULT_MODE, config: SeamConfig | None = None) -> Iterator[np.ndarray]:
+def smooth_frames(store, timeline, mode: str = DEFAULT_MODE, config: SeamConfig | None = None,
+                  interpolator=None) -> Iterator[np.ndarray]:
     """Yield the RGB frames of ``timeline`` with every jump smoothed by ``mode``.
 
     ``store`` is a FrameStore (``store.frame(k)`` -> RGB uint8, ``len(store)``); ``timeline`` gives
-    ``frames`` (source frame per output frame) and ``jumps``. ``config`` defaults to :data:`RENDER`.
+    ``frames`` (source frame per output frame) and ``jumps``. ``config`` defaults to
+    :func:`render_config`. ``interpolator`` (livetex.interp) serves ``rife``; by default the installed
+    one, else the seams are ``flow``.
     Streams: holds only the frames of the seam being made. The number of frames yielded is exactly
     ``len(timeline.frames)``; only frames around jumps differ from the plain cut.
     """
-    seamer = Seamer(mode, config or RENDER)
+    if mode == "rife" and interpolator is None:
+        from .interp import load_interpolator
+        interpolator = load_interpolator()
+        mode = "rife" if interpolator is not None else "flow"    # (a note said why)
+    seamer = Seamer(mode, config or render_config(mode), interpolator=interpolator)
     frames = np.asarray(timeline.frames)
     plan = [] if mode == "none" else plan_seams(frames, timeline.jumps, len(store), seamer.before, seamer.after)
     cache: dict[int, np.ndarray] = {}

@@ -105,8 +105,8 @@ def test_flow_beats_fade_beats_none_on_a_known_jump(size, grey):
         assert len(out) == len(tl.frames)
         assert all(f.shape == (size[1], size[0], 3) and f.dtype == np.uint8 for f in out)
         # Only the seam's frames change.
-        K = seams.RENDER.before
-        assert seams.RENDER.after == K
+        K = seams.render_config(mode).before
+        assert seams.render_config(mode).after == K
         untouched = [p for p in range(len(out)) if not JUMP - K <= p < JUMP + K]
         assert all(np.array_equal(out[p], src[tl.frames[p]]) for p in untouched)
         ratio[mode] = {r: discontinuity(out, tl.jumps, ref, radius=r) for r in (0, R)}
@@ -120,6 +120,7 @@ def test_flow_beats_fade_beats_none_on_a_known_jump(size, grey):
     # shifted textures looks like none of them).
     def nearest(f):
         return min(float(np.abs(f.astype(np.float32) - s).mean()) for s in src)
+    K = seams.RENDER.before
     seam = range(JUMP - K, JUMP + K)
     ghost = {m: np.array([nearest(outs[m][p]) for p in seam]) for m in ("fade", "flow")}
     assert (ghost["flow"] < ghost["fade"]).all()
@@ -277,7 +278,8 @@ def test_cli_random_render_keeps_frame_count_and_duration(pan_bundle, tmp_path):
                         "--interpolate", mode, "--seed", "1")
         assert p.returncode == 0, p.stderr
         tl = load_timeline(str(tmp_path / f"{mode}.json"))
-        assert tl.params["interpolate"] == mode and len(tl.frames) == 3 * FPS and len(tl.jumps) >= 10
+        ran = mode if mode != "rife" or b.has("rife") else "flow"     # rife without its network: flow
+        assert tl.params["interpolate"] == ran and len(tl.frames) == 3 * FPS and len(tl.jumps) >= 10
         frames = decoded(out)
         assert len(frames) == len(tl.frames)
         assert probe(str(out)).duration == pytest.approx(3.0, abs=0.5 / FPS)
@@ -287,13 +289,17 @@ def test_cli_random_render_keeps_frame_count_and_duration(pan_bundle, tmp_path):
     assert result["flow"][1]["ratio"] <= 1.05 * result["fade"][1]["ratio"]
 
 
-def test_cli_default_interpolation_is_flow(pan_bundle, tmp_path):
+def test_cli_default_interpolation_is_rife_else_flow(pan_bundle, tmp_path):
+    """rife when the bundle carries its network (livetex fit stores it when the weights are installed),
+    else the flow morph."""
     from livetex.cli import default_interpolation
-    assert seams.DEFAULT_MODE == "flow" == default_interpolation()
+    b = load_bundle(str(pan_bundle))
+    want = "rife" if b.has("rife") else "flow"
+    assert seams.DEFAULT_MODE == "flow" and default_interpolation(b) == want
     out = tmp_path / "default.mp4"
     p = run_livetex("render", pan_bundle, "-o", out, "--method", "random", "--seconds", "1")
     assert p.returncode == 0, p.stderr
-    assert json.loads((tmp_path / "default.json").read_text())["params"]["interpolate"] == "flow"
+    assert json.loads((tmp_path / "default.json").read_text())["params"]["interpolate"] == want
 
 
 def test_output_frames_none_is_the_plain_cut(pan_bundle):

@@ -80,7 +80,7 @@ def one_render(bundle_path: str, seconds: float, seed: int, interpolate: str | N
     from livetex.render import render
     from livetex.walks import WalkRequest, run
     b = load_bundle(bundle_path)
-    mode = interpolate or default_interpolation()
+    mode = interpolate or default_interpolation(b)
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "texture.mp4")
         t0 = time.perf_counter()

@@ -83,8 +83,9 @@ def add_parser(sub) -> None:
                         "each step greedily as with a microphone")
     from ..cli import FOLLOW_HELP, follow_strength
     p.add_argument("--follow", type=follow_strength, default="auto", metavar="auto|W", help=FOLLOW_HELP)
-    p.add_argument("--interpolate", default=None, choices=["none", "fade", "flow"],
-                   help="seam smoothing at jumps, computed ahead of time (default: the seam module's default)")
+    p.add_argument("--interpolate", default=None, choices=["none", "fade", "flow", "rife"],
+                   help="seam smoothing at jumps, computed ahead of time (default rife, the learned interpolation, "
+                        "when the bundle carries its network and a seam fits the look-ahead; else flow)")
     p.add_argument("--duration", type=_float_in(0.0, 1e9, open_lo=True), default=None, metavar="S",
                    help="stop after S seconds (default: forever, or the end of the audio file)")
     p.add_argument("--stats", default=None, metavar="FILE.json", help="write what happened to this JSON file at exit")

@@ -83,7 +83,7 @@ def seam_mode(name: str | None) -> str:
         if name not in (None, "none"):
             raise LivetexError("seam interpolation is not available in this installation") from None
         return "none"
-    return seams.check_mode(name or seams.DEFAULT_MODE)
+    return seams.check_mode(name or "rife")     # rife falls back to flow without its network (below)
 
 
 def play(cfg: PlayConfig) -> dict:
@@ -165,8 +165,14 @@ def play(cfg: PlayConfig) -> dict:
 
     seamer = None
     if mode != "none":
-        from ..seams import Seamer
-        seamer = Seamer(mode)
+        from ..seams import LiveSeams
+        interpolator = None
+        if mode == "rife":
+            # The bundle's network, or one already built: building one would import torch.
+            from ..interp import load_interpolator
+            interpolator = load_interpolator(bundle, threads=1, build=False)
+        seamer = LiveSeams(mode, interpolator)
+        mode = seamer.mode
     clock = song_player if song_player is not None else WallClock()
     size = cfg.size or bundle.store.size
     stats.info.update({
@@ -206,6 +212,8 @@ def play(cfg: PlayConfig) -> dict:
                           status=status, headless=cfg.headless)
         pw.prewarm()
         scheduler.warm_up()
+        if seamer is not None:
+            seamer.reset_counts()         # count the seams made while playing, not the warm-up's
         # Start-up: the first step's frames are decoded before the clock starts, so nothing drops.
         if not prefetcher.wait_ready(seg.window_frames - 1, STARTUP_TIMEOUT_S):
             raise LivetexError("the frame store is too slow to start playing (first frames not decoded in "
@@ -246,6 +254,8 @@ def play(cfg: PlayConfig) -> dict:
             stats.info["seam_ms"] = {k: (round(v * 1000, 2) if isinstance(v, float) else v)
                                      for k, v in percentiles(scheduler.seam_s).items()}
             stats.info["seams_late"] = scheduler.seams_late
+            if seamer is not None:
+                stats.info["seams_by_method"] = dict(seamer.counts)
             stats.info["lookahead_margin_ms"] = round(scheduler.margin * 1000, 1)
         if song_player is not None:
             stats.info["audio"]["underruns"] = song_player.underruns

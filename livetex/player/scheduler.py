@@ -64,7 +64,7 @@ class Scheduler(threading.Thread):
         after a change of alpha, temperature or threshold the steps follow greedily until a new one,
         built on a background thread, is ready.
     live, mic : MicCondition (``push(samples)`` -> LiveSteps) and the MicInput feeding it, or None.
-    seamer : livetex.seams.Seamer or None; store : the frame store (for seam frames).
+    seamer : livetex.seams.LiveSeams (or Seamer) or None; store : the frame store (for seam frames).
     """
 
     def __init__(self, walk, segments, fps: float, clock, controls, prefetcher, stats, start: int,
@@ -455,4 +455,5 @@ class Scheduler(threading.Thread):
             for i, f in enumerate(frames):
                 self.prefetcher.put(start + i, f, -1)
             self.stats.add(seams=1)
-            note.update(start=start, frames=kb + ka, ms=round(dt * 1000, 1))
+            note.update(start=start, frames=kb + ka, ms=round(dt * 1000, 1),
+                        method=getattr(self.seamer, "last", None) or self.seamer.mode)
