@@ -444,6 +444,7 @@ class ClassicModel:
     cand: Candidates
     prob: np.ndarray
     params: dict
+    core: np.ndarray | None = None     # (n,) bool: states the walk may stay in (keep_to_core)
 
     def walk(self, start: int, n_steps: int, rng: np.random.Generator) -> list[int]:
         """Targets chosen at each step (the first is ``start``). After choosing j the walk shows
@@ -513,12 +514,28 @@ def _fit_classic(cost, hop, steps_per_min, radius, discount, threshold, temperat
         target = float(jumps_per_min or DEFAULT_JUMPS_PER_MIN)
         temp = calibrate_sigma(cand, cost.sigma_base, target, threshold, steps_per_min)
     sigma = temp * cost.sigma_base
-    prob = probabilities(cand, sigma, threshold)
+    prob, core = keep_to_core(cand, probabilities(cand, sigma, threshold))
     params = {"temperature": temp, "sigma": sigma, "sigma_base": cost.sigma_base, "threshold": threshold,
               "target_jumps_per_min": target, "p": cost.p, "discount": discount, "taps": list(cost.taps),
               "q_sweeps": sweeps, "hop": hop, "matrix_dtype": str(cost.dtype), "states": cost.n,
               "expected_jumps_per_min": jump_rate(cand, prob, steps_per_min)}
-    return ClassicModel(cand, prob, params)
+    return ClassicModel(cand, prob, params, core)
+
+
+def keep_to_core(cand: Candidates, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Restrict the walk to the largest strongly connected part of its transitions (as the texture
+    walk's graph is, livetex.graph.largest_core): transitions into states from which the walk could
+    never come back (a stretch that only leads to the clip's end) are dropped and the rows
+    renormalised, so no walk gets trapped. Returns (probabilities, (n,) bool core)."""
+    from .graph import largest_core
+    n, hop = cand.n, cand.hop
+    land = np.minimum(cand.to + hop - 1, n - 1)          # the state a transition leaves the walk in
+    live = prob > 0
+    core = largest_core(n, np.nonzero(live)[0], land[live])
+    p = np.where(core[land], prob, 0.0)
+    s = p.sum(axis=1, keepdims=True)
+    p = np.where(s > 0, p / np.where(s > 0, s, 1.0), prob)   # outside the core rows stay as they were
+    return p, core
 
 
 def _taps(req: WalkRequest):
@@ -544,12 +561,15 @@ def frame_costs(req: WalkRequest, progress: bool = True) -> CostMatrix:
     return _cached_costs(key, build)
 
 
-def _start_frame(req: WalkRequest, n: int, hop: int, rng: np.random.Generator) -> int:
+def _start_frame(req: WalkRequest, n: int, hop: int, rng: np.random.Generator, core: np.ndarray | None = None) -> int:
     """``req.start`` is a segment (as for every method): start on its first frame; else a random frame
-    away from the end."""
+    away from the end, inside the walk's core (if it has one)."""
     if req.start is not None:
         return int(min(req.bundle.segments.frame_range(int(req.start))[0], n - 1))
-    return int(rng.integers(max(1, n - max(hop, n // 8))))
+    ok = np.arange(max(1, n - max(hop, n // 8)))
+    if core is not None and core[ok].any():
+        ok = ok[core[ok]]
+    return int(ok[rng.integers(len(ok))])
 
 
 def _frame_walk(req: WalkRequest, method: str, hop: int) -> Timeline:
@@ -558,7 +578,7 @@ def _frame_walk(req: WalkRequest, method: str, hop: int) -> Timeline:
     radius = max(1, int(round(STUTTER_S * b.fps)))
     model = fit_classic(cost, req, hop, 60.0 * b.fps / hop, radius)
     rng = req.rng
-    start = _start_frame(req, cost.n, hop, rng)
+    start = _start_frame(req, cost.n, hop, rng, model.core)
     steps = model.walk(start, 1 + math.ceil(max(req.n_frames - 1, 0) / hop), rng)
     # Step 0 shows the start frame; each later step j shows j, j+1, ..., j+hop-1.
     frames = [steps[0]]
@@ -592,7 +612,12 @@ def _segment_walk(req: WalkRequest, method: str, X: np.ndarray, key, feature_des
                          lambda: CostMatrix(X, taps, EXPONENT_P, stutter, dtype, desc=f"{method} costs"))
     model = fit_classic(cost, req, 1, 60.0 / (seg.stride_frames / b.fps), stutter)
     rng = req.rng
-    start = int(req.start) if req.start is not None else int(rng.integers(start_limit(N)))
+    if req.start is not None:
+        start = int(req.start)
+    else:
+        ok = np.arange(start_limit(N))
+        ok = ok[model.core[ok]] if model.core is not None and model.core[ok].any() else ok
+        start = int(ok[rng.integers(len(ok))])
     steps = model.walk(start, n_steps(req), rng)
     return segment_timeline(req, steps, method, **model.params, features=feature_desc)
 

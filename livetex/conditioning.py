@@ -304,9 +304,18 @@ class Planner:
         self.cont = walk.continuing()
         self.succ = np.minimum(np.arange(n) + 1, n - 1)
         self.unlock = 1.0 / max(1, walk.dwell)
+        # The backward pass's arrays, in float32 (half the memory traffic of a step; messages are kept
+        # in logs, so the range is not a concern): exits, playing on from a free frame, playing on or
+        # unlocking from a locked one, and a locked dead end's forced exits.
         q = self.probs[:, 1:]
         with np.errstate(invalid="ignore"):
-            self.forced = np.where(q.sum(axis=1, keepdims=True) > 0, q / q.sum(axis=1, keepdims=True), 0.0)
+            forced = np.where(q.sum(axis=1, keepdims=True) > 0, q / q.sum(axis=1, keepdims=True), 0.0)
+        self._exits = np.ascontiguousarray(self.targets[:, 1:])
+        self._p_exit = np.ascontiguousarray(q, np.float32)
+        self._p_on = self.probs[:, 0].astype(np.float32)
+        self._forced = np.where(self.cont[:, None], 0.0, forced).astype(np.float32)
+        self._stay = ((1.0 - self.unlock) * self.cont).astype(np.float32)
+        self._unlock = (self.unlock * self.cont).astype(np.float32)
         self.planned_for = (float(alpha), float(walk.temperature), float(walk.threshold))
         self._per_frame = {}
         W, S = seg.window_frames, seg.stride_frames
@@ -334,14 +343,15 @@ class Planner:
 
     def _back(self, t: int, lb_next: np.ndarray) -> np.ndarray:
         """log b_t (free, locked) from log b_{t+1}, both shifted by the same constant to max 0."""
-        lv = self.evidence(t + 1)[None] + lb_next
+        lv = (self.evidence(t + 1)[None] + lb_next).astype(np.float32)
         v = np.exp(lv - lv.max())
         free, locked = v[0], v[1]
-        tg, pr = self.targets, self.probs
-        m_free = pr[:, 0] * free[tg[:, 0]] + (pr[:, 1:] * locked[tg[:, 1:]]).sum(axis=1)
-        m_lock = np.where(self.cont, (1.0 - self.unlock) * locked[self.succ] + self.unlock * free[self.succ],
-                          (self.forced * locked[tg[:, 1:]]).sum(axis=1))
-        lm = np.log(np.maximum(np.stack([m_free, m_lock]), 1e-300))
+        land = locked[self._exits]                      # (n, k): every exit lands locked
+        free_on, locked_on = free[self.succ], locked[self.succ]
+        m = np.empty((2, len(free)), np.float32)
+        m[0] = self._p_on * free_on + np.einsum("ij,ij->i", self._p_exit, land)
+        m[1] = self._stay * locked_on + self._unlock * free_on + np.einsum("ij,ij->i", self._forced, land)
+        lm = np.log(np.maximum(m, np.float32(1e-37)))
         return lm - lm.max()
 
     def logb(self, t: int) -> np.ndarray:

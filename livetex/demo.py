@@ -24,7 +24,7 @@ def _reusable(bundle_dir: str, video: str) -> bool:
         b = load_bundle(bundle_dir)
     except LivetexError:
         return False
-    return b.has("phi") and b.manifest["source"]["sha256"] == sha256_file(video)
+    return b.has("graph_exits") and b.manifest["source"]["sha256"] == sha256_file(video)
 
 
 def run_demo(out_dir: str = "livetex-demo", seconds: float = 60.0) -> dict:
@@ -41,7 +41,7 @@ def run_demo(out_dir: str = "livetex-demo", seconds: float = 60.0) -> dict:
     if _reusable(bundle_dir, VIDEO):
         print(f"reusing the fitted bundle in {bundle_dir}")
     else:
-        print(f"fitting {VIDEO} (one-off; about a minute on a laptop CPU)")
+        print(f"fitting {VIDEO} (one-off; under a minute on a laptop CPU)")
         fit(VIDEO, bundle_dir, FitConfig(), force=True)
     b = load_bundle(bundle_dir)
     results = {"bundle": bundle_dir}
@@ -67,9 +67,11 @@ def run_demo(out_dir: str = "livetex-demo", seconds: float = 60.0) -> dict:
     tl_music.save(os.path.join(out_dir, "texture_with_music.json"))
     results["music"] = music
 
-    from .metrics import format_metrics, timeline_metrics
+    from .metrics import format_metrics, rendered_seams, timeline_metrics
     m = timeline_metrics(b, tl)
-    print(format_metrics({k: m[k] for k in ("seconds", "jumps", "diversity", "coverage", "visible_jumps")}))
+    m.update({k: v for k, v in rendered_seams(b, tl, video).items() if k in ("visible_after", "ghosted_seams")})
+    print(format_metrics({k: m[k] for k in ("seconds", "jumps", "jumps_per_min", "coverage", "reshown", "landing_tenths",
+                                            "visible_after", "ghosted_seams")}))
     print(f"\ntexture ({seconds:.0f} s, on its own):      {os.path.abspath(video)}")
     print(f"texture following music ({song_seconds:.0f} s): {os.path.abspath(music)}")
     print(f"transition matrix and walk:         {os.path.abspath(results['picture'])}")

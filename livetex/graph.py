@@ -272,17 +272,22 @@ def _select(cand: np.ndarray, c: np.ndarray, n: int, parts: int, per_part: int, 
     return out, oc
 
 
-def strongly_connected(exits: np.ndarray) -> np.ndarray:
-    """(n,) bool: the largest strongly connected part of the graph with edges p -> p + 1 and p -> exits."""
+def largest_core(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(n,) bool: the largest strongly connected part of the directed graph with edges src[i] -> dst[i]:
+    from every state in it every other one can be reached, and a walk kept inside never dead-ends."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
-    n = len(exits)
-    ok = exits >= 0
-    rows = np.concatenate([np.arange(n - 1), np.nonzero(ok)[0]])
-    cols = np.concatenate([np.arange(1, n), exits[ok]])
-    a = csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
+    a = csr_matrix((np.ones(len(src), np.int8), (np.asarray(src), np.asarray(dst))), shape=(n, n))
     _, lab = connected_components(a, directed=True, connection="strong")
     return lab == np.bincount(lab).argmax()
+
+
+def strongly_connected(exits: np.ndarray) -> np.ndarray:
+    """(n,) bool: the largest strongly connected part of the graph with edges p -> p + 1 and p -> exits."""
+    n = len(exits)
+    ok = exits >= 0
+    return largest_core(n, np.concatenate([np.arange(n - 1), np.nonzero(ok)[0]]),
+                        np.concatenate([np.arange(1, n), exits[ok]]))
 
 
 # -------------------------------------------------------------------------------------------- build

@@ -141,9 +141,11 @@ def plot(bundle, out: str, timeline=None, temperature: float | None = None, thre
 
 def seam_sheet(video: str, seams: list[dict], timeline, out: str, worst: int = 5, per_row: int = 10,
                height: int = 160) -> str:
-    """A contact sheet of the ``worst`` seams of a rendered output, one row each: ``per_row`` frames of
-    the video from a little before the seam to a little after it, so a person can judge a pop or a
-    double exposure at a glance. ``seams``: :func:`livetex.metrics.rendered_seams`' rows (worst first)."""
+    """A contact sheet of the ``worst`` seams of a rendered output, one row each: the whole frame before
+    the seam (the changing part boxed), then ``per_row`` frames from a little before the seam to a
+    little after it, cropped to where the picture changes across it (a small performer's hands are
+    where a double exposure shows), so a person can judge a pop or a ghost at a glance.
+    ``seams``: :func:`livetex.metrics.rendered_seams`' rows (worst first)."""
     import cv2
     from .media.video import iter_frames
     rows = seams[:worst]
@@ -159,15 +161,33 @@ def seam_sheet(video: str, seams: list[dict], timeline, out: str, worst: int = 5
     got: dict[int, np.ndarray] = {}
     for i, rgb in enumerate(iter_frames(video)):
         if i in need:
-            h, w = rgb.shape[:2]
-            got[i] = cv2.resize(rgb, (max(1, int(round(w * height / h))), height), interpolation=cv2.INTER_AREA)
+            got[i] = rgb
         if i >= max(need, default=-1):
             break
     lines = []
     for r in rows:
-        tiles = []
-        for i in want[r["jump"]]:
-            t = got[i].copy()
+        idx = want[r["jump"]]
+        first, last = got[idx[0]], got[idx[-1]]
+        H, W = first.shape[:2]
+        # the part of the frame that changes across the seam, with a margin
+        # (where the seam's two ends differ most: a performer's moving hands, not the whole body's sway)
+        diff = cv2.GaussianBlur(cv2.absdiff(first, last).max(axis=2).astype(np.float32), (0, 0), 2.0)
+        d = diff > max(24.0, 0.4 * float(diff.max()))
+        ys, xs = np.nonzero(cv2.dilate(d.astype(np.uint8), np.ones((9, 9), np.uint8)))
+        if len(ys) and (ys.max() - ys.min()) * (xs.max() - xs.min()) < 0.6 * H * W:
+            m = max(8, (ys.max() - ys.min()) // 8)
+            y0, y1 = max(0, ys.min() - m), min(H, ys.max() + m)
+            x0, x1 = max(0, xs.min() - m), min(W, xs.max() + m)
+        else:
+            y0, y1, x0, x1 = 0, H, 0, W
+        fit = lambda f: cv2.resize(f, (max(1, int(round(f.shape[1] * height / f.shape[0]))), height),  # noqa: E731
+                                   interpolation=cv2.INTER_AREA if f.shape[0] > height else cv2.INTER_CUBIC)
+        ctx = fit(first.copy())
+        sx = ctx.shape[1] / W
+        cv2.rectangle(ctx, (int(x0 * sx), int(y0 * sx)), (int(x1 * sx) - 1, int(y1 * sx) - 1), (255, 60, 60), 2)
+        tiles = [ctx]
+        for i in idx:
+            t = fit(got[i][y0:y1, x0:x1])
             inside = r["jump"] - before <= i < r["jump"] + after
             cv2.rectangle(t, (0, 0), (t.shape[1] - 1, t.shape[0] - 1), (255, 200, 0) if inside else (60, 60, 60), 2)
             tiles.append(t)

@@ -10,10 +10,12 @@
    contrastive walk is then the audio-conditioned one; purely visual methods ignore it, which is the
    point of comparing them). A method that cannot run on this bundle (e.g. no model) gets a row with
    its error instead of numbers.
-3. Metrics per timeline from :func:`livetex.metrics.timeline_metrics` and, with music,
-   :func:`livetex.audio.metrics.audio_metrics`; the table shows their mean over seeds. The seed-0 walk
-   of each method is also rendered (seams smoothed as ``livetex render`` does, small size) and its seam
-   discontinuity measured on the rendered pixels (:func:`livetex.seams.seam_discontinuity`).
+3. Metrics per timeline from :func:`livetex.metrics.timeline_metrics` (coverage, re-shown material,
+   where jumps land, raw-cut visibility) and, with music, :func:`livetex.audio.metrics.audio_metrics`;
+   the table shows their mean over seeds. The seed-0 walk of each method is also rendered (seams
+   smoothed as ``livetex render`` does, small size), decoded back and judged on its pixels
+   (:func:`livetex.metrics.rendered_seams`: visible jumps after smoothing, double exposures), with a
+   contact sheet of its five worst seams.
 4. ``report.md`` and ``report.html`` (table, pictures, the videos side by side), ``results.json``
    (every number, per seed), ``figures/*.png`` (matplotlib, Agg) and ``videos/*.mp4``.
 
@@ -36,8 +38,11 @@ COLUMNS = [
     ("jumps_per_min", "jumps/min", "{:.1f}", 0),
     ("diversity", "DS (new/30 s)", "{:.2f}", +1),
     ("coverage", "coverage", "{:.0%}", +1),
-    ("visible_jumps", "visible jumps", "{:.0%}", -1),
-    ("seam_ratio", "seam / source change", "{:.2f}", -1),
+    ("reshown", "re-shown (window)", "{:.0%}", -1),
+    ("landing_tenths", "landing tenths", "{:.1f}", +1),
+    ("visible_jumps", "visible raw cuts", "{:.0%}", -1),
+    ("visible_after", "visible after smoothing", "{:.0%}", -1),
+    ("ghosted_seams", "double exposures", "{:.0%}", -1),
     ("mean_jump_s", "mean jump (s)", "{:.1f}", 0),
     ("longest_run_s", "longest run (s)", "{:.1f}", 0),
     ("revisits", "jumps into last 5 s", "{:.0%}", -1),
@@ -45,7 +50,7 @@ COLUMNS = [
     ("beat_align", "beat align", "{:.2f}", +1),
     ("walk_s", "walk time (s)", "{:.2f}", -1),
 ]
-BAR_METRICS = ["diversity", "coverage", "visible_jumps", "seam_ratio", "audio_motion", "beat_align"]
+BAR_METRICS = ["coverage", "reshown", "visible_after", "ghosted_seams", "audio_motion", "beat_align"]
 DEFAULT_SECONDS = 30.0
 DEFAULT_SEEDS = 3
 VIDEO_HEIGHT = 240
@@ -137,28 +142,32 @@ def timeline_numbers(bundle, tl, audio: str | None, cache: dict) -> dict:
     return out
 
 
-def seam_numbers(changes, tl, bundle, cache: dict) -> dict:
-    """Seam discontinuity of a rendered output (its consecutive-frame changes) at the timeline's jumps."""
-    try:
-        from .seams import seam_discontinuity, source_changes
-    except ImportError:
-        return {}
-    if "src_changes" not in cache:
-        cache["src_changes"] = source_changes(bundle.array("thumbs"), measures=("mad",))
-    if not tl.jumps:
-        return {}
-    s = seam_discontinuity(changes["mad"], tl.jumps, cache["src_changes"], radius=2)
-    return {"seam_ratio": float(s["ratio"]), "seam_visible": float(s["visible"])}
+def seam_numbers(video: str, tl, bundle, cache: dict, sheet: str | None = None) -> dict:
+    """How the jumps of a rendered output look after smoothing (:func:`livetex.metrics.rendered_seams`),
+    and a contact sheet of its worst seams (``sheet``)."""
+    from .metrics import grey_thumbs, rendered_seams
+    if "grey" not in cache:
+        cache["grey"] = grey_thumbs(bundle)
+    r = rendered_seams(bundle, tl, video, cache["grey"], cache)
+    seams = r.pop("seams")
+    if sheet and seams:
+        from .plot import seam_sheet
+        seam_sheet(video, seams, tl, sheet, height=120)
+    return r
 
 
 # ------------------------------------------------------------------------------------------ rendering
-def render_small(bundle, tl, out: str, audio: str | None, height: int, interpolate: str) -> dict:
-    """Render ``tl`` at ``height`` px (aspect kept, even sides) with the music muxed; returns the rendered
-    output's consecutive-frame changes (for the seam metric)."""
+def render_small(bundle, tl, out: str, audio: str | None, height: int, interpolate: str) -> None:
+    """Render ``tl`` at ``height`` px (aspect kept, even sides) with the music muxed, seams smoothed as
+    ``livetex render`` does (and recorded in ``tl.params``)."""
     import cv2
     from .media.writer import VideoWriter
     from .render import load_output_audio, output_frames
-    from .seams import frame_changes
+    tl.params["interpolate"] = interpolate
+    if interpolate != "none":
+        from .seams import render_config
+        cfg = render_config(interpolate)
+        tl.params["seam"] = {"before": cfg.before, "after": cfg.after}
     w0, h0 = bundle.store.size
     h = min(height, h0)
     w = max(2, int(round(w0 * h / h0 / 2)) * 2)
@@ -166,16 +175,11 @@ def render_small(bundle, tl, out: str, audio: str | None, height: int, interpola
     y = sr = None
     if audio:
         y, sr = load_output_audio(audio, tl.seconds)
+    from tqdm import tqdm
     with VideoWriter(out, bundle.fps_fraction, (w, h), audio=y, sr=sr) as vw:
-        def written():
-            from tqdm import tqdm
-            for rgb in tqdm(output_frames(bundle, tl, interpolate), total=len(tl.frames), desc=f"render {tl.method}",
-                            unit="frame", disable=None, leave=False):
-                small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != (w0, h0) else rgb
-                vw.write(small)
-                yield small
-        # Streaming: the changes are measured on the frames as they are written, none is kept.
-        return frame_changes(written(), measures=("mad",))
+        for rgb in tqdm(output_frames(bundle, tl, interpolate), total=len(tl.frames), desc=f"render {tl.method}",
+                        unit="frame", disable=None, leave=False):
+            vw.write(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != (w0, h0) else rgb)
 
 
 # -------------------------------------------------------------------------------------------- figures
@@ -212,7 +216,7 @@ def figure_timelines(rows, bundle, path: str) -> None:
 def figure_transitions(rows, bundle, path: str) -> None:
     """Where each method jumps from and to (all seeds), one panel per method: a point per jump at
     (destination, origin) in source seconds; the diagonal is "no jump". Plus the learned model's
-    transition probabilities between segments when the bundle has them."""
+    transition graph the default walk cuts on."""
     import numpy as np
     plt = _plt()
     dur = bundle.n_frames / bundle.fps
@@ -229,7 +233,7 @@ def figure_transitions(rows, bundle, path: str) -> None:
         panels.append(("jumps", f"{r['method']} ({len(src)} jumps)", (np.asarray(dst), np.asarray(src))))
     P = model_matrix(bundle)
     if P is not None:
-        panels.append(("matrix", "contrastive model P(j | i)", P))
+        panels.append(("matrix", "transition graph (cut chance per frame)", P))
     if not panels:
         return
     cols = min(4, len(panels))
@@ -259,27 +263,16 @@ def figure_transitions(rows, bundle, path: str) -> None:
 
 
 def model_matrix(bundle, cells: int = 400):
-    """The learned walk's transition probabilities P(j | i) between segments, None without a model.
-
-    :func:`livetex.plot.transition_matrix` (the sampler's static rule at the fitted default temperature),
-    block-max pooled to at most ``cells`` x ``cells`` so every strong transition stays visible."""
-    if not (bundle.has("phi") and bundle.has("psi")):
-        return None
-    try:
-        import numpy as np
-        from .plot import transition_matrix
-        from .sampler import DEFAULT_THRESHOLD
-    except ImportError:
-        return None
-    from .sampler import walk_embeddings
-    tau = float(((bundle.manifest.get("walk") or {}).get("temperatures") or {}).get("contrastive") or 0.1)
-    q, k, cosine = walk_embeddings(bundle, "contrastive")
-    P = transition_matrix(q, k, bundle.segments.stride_frames / bundle.fps, tau, DEFAULT_THRESHOLD, cosine)
-    f = max(1, -(-len(P) // cells))
-    m = -(-len(P) // f)
-    pad = np.zeros((m * f, m * f), P.dtype)
-    pad[:len(P), :len(P)] = P
-    return pad.reshape(m, f, m, f).max(axis=(1, 3))
+    """The texture walk's transition graph: per-frame cut probabilities from frame to frame (rows to
+    columns), block-max pooled to at most ``cells`` x ``cells`` (:func:`livetex.plot.graph_matrix`)."""
+    from .graph import Graph
+    from .plot import graph_matrix
+    from .texture import DEFAULT_TEMPERATURE, fitted_walk, initial_rate
+    graph = Graph.from_bundle(bundle)
+    fw = fitted_walk(bundle)
+    tau = fw.get("temperature", DEFAULT_TEMPERATURE)
+    P, _ = graph_matrix(graph, tau, fw.get("rate") or initial_rate(graph, tau), cells)
+    return P
 
 
 def figure_bars(rows, path: str) -> None:
@@ -393,7 +386,7 @@ def evaluate(source: str, out_dir: str, audio: str | None = None, seconds: float
                 skipped.append((name, "follows music: needs --audio"))
                 continue
             row = {"method": name, "description": m.description, "timelines": [], "per_seed": [], "note": "",
-                   "video": None, "mean": {}, "std": {}}
+                   "video": None, "sheet": None, "mean": {}, "std": {}}
             for seed in range(seeds):
                 req = WalkRequest(bundle=bundle, n_frames=n_frames, seed=seed, jumps_per_min=jumps_per_min, audio=audio)
                 t0 = time.perf_counter()
@@ -415,10 +408,12 @@ def evaluate(source: str, out_dir: str, audio: str | None = None, seconds: float
                 nums["walk_s"] = walk_s
                 if seed == 0 and videos:
                     vid = os.path.join("videos", f"{_safe(name)}.mp4")
-                    changes = render_small(bundle, tl, os.path.join(tmp, vid), audio, video_height, interp)
-                    nums.update(seam_numbers(changes, tl, bundle, cache))
+                    render_small(bundle, tl, os.path.join(tmp, vid), audio, video_height, interp)
+                    sheet = os.path.join("figures", f"seams_{_safe(name)}.png")
+                    nums.update(seam_numbers(os.path.join(tmp, vid), tl, bundle, cache, os.path.join(tmp, sheet)))
                     row["video"] = vid
-                    tl.params["interpolate"] = interp
+                    if os.path.exists(os.path.join(tmp, sheet)):
+                        row["sheet"] = sheet
                     tl.save(os.path.join(tmp, "videos", f"{_safe(name)}.json"))
                 row["timelines"].append(tl)
                 row["per_seed"].append({"seed": seed, **{k: v for k, v in nums.items() if _is_num(v)}})
@@ -449,7 +444,7 @@ def evaluate(source: str, out_dir: str, audio: str | None = None, seconds: float
                 "interpolate": interp, "model": bundle.has("phi")}
         refs = _references(rows)
         results = {"info": info, "skipped": skipped, "references": refs,
-                   "methods": [{k: r[k] for k in ("method", "description", "note", "video", "mean", "std", "per_seed")}
+                   "methods": [{k: r[k] for k in ("method", "description", "note", "video", "sheet", "mean", "std", "per_seed")}
                                for r in rows]}
         with open(os.path.join(tmp, "results.json"), "w") as f:
             json.dump(results, f, indent=1, default=_json_default)
@@ -551,6 +546,11 @@ def _markdown(info, table, rows, skipped, refs, figs) -> str:
     for key, title in (("timelines", "Timelines"), ("transitions", "Transition matrices"), ("bars", "Metrics")):
         if key in figs:
             lines += [f"## {title}", "", f"![{title}]({figs[key]})", ""]
+    sheets = [r for r in rows if r.get("sheet")]
+    if sheets:
+        lines += ["## The five worst seams of each method (seed 0, as rendered)", ""]
+        for r in sheets:
+            lines += [f"### {r['method']}", "", f"![worst seams of {r['method']}]({r['sheet']})", ""]
     vids = [r for r in rows if r["video"]]
     if vids:
         lines += ["## Videos (seed 0)", ""] + [f"- [{r['method']}]({r['video']})" for r in vids] + [""]
@@ -591,6 +591,12 @@ def _html(info, rows, skipped, refs, figs) -> str:
     for key, title in (("timelines", "Timelines"), ("transitions", "Transition matrices"), ("bars", "Metrics")):
         if key in figs:
             h.append(f"<h2>{title}</h2><img src='{html.escape(figs[key])}' alt='{title}'>")
+    sheets = [r for r in rows if r.get("sheet")]
+    if sheets:
+        h.append("<h2>The five worst seams of each method (seed 0, as rendered)</h2>")
+        for r in sheets:
+            h.append(f"<h3>{html.escape(r['method'])}</h3><img src='{html.escape(r['sheet'])}' "
+                     f"alt='worst seams of {html.escape(r['method'])}'>")
     h.append("<h2>Methods</h2><ul>")
     h += [f"<li><code>{html.escape(r['method'])}</code>: {html.escape(r['description'])}</li>" for r in rows]
     h += ["</ul></body></html>", ""]

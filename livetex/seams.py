@@ -87,17 +87,19 @@ class SeamConfig:
 # Live (the player): a seam starts `before` frames ahead of its jump, so it has to be decided and made
 # that much earlier: keep it short, and cap the warped area so that one seam stays well inside the
 # look-ahead at 720p on one core (a seam whose whole frame moves, e.g. a handheld shot, cross-fades).
-# RIFE runs at 120 px with 3 passes for the 6 frames (each frame re-times the nearest pass): 0.12-0.29 s
-# at 720p on one core (tools/bench_interp.py); LiveSeams uses the flow morph when that does not fit.
+# RIFE runs at 120 px, one network pass per seam re-timed to each frame; LiveSeams uses the flow morph
+# when that does not fit (tools/bench_interp.py).
 # Offline (the renderer): no such constraints, and a longer seam spreads the jump over more frames.
 # How long depends on the mode. A cross-fade shows two bodies for as long as it lasts, so fade and flow
 # keep 5 + 5. RIFE draws one body moving from one pose to the other, and a big pose change looks like
-# a natural movement when it is spread over more frames: 8 + 8 (0.53 s at 30 fps). Its steps measure
-# smaller up to about 16 frames and no further, and each frame costs a network pass (at 180 px: as
-# good as 240 or 360 px on the dance and piano jumps, and 16 frames cost ~1.1-1.6 s at 640x480).
-LIVE = SeamConfig(before=3, after=3, max_warp_area=0.5, rife_height=120, rife_passes=3)
+# a natural movement when it is spread over more frames: 8 + 8 (0.53 s at 30 fps); 12 + 12 measured
+# no better. One network pass per seam (at its middle, re-timed to every frame, as Super SloMo does):
+# a pass per frame lets the network change its mind from one frame to the next, so the pose jumps
+# midway (on the dancer and the pianist, 28% and 3% of seams visible against 3% and 0%, and more
+# double exposures: 53% against 40% on the pianist's hands), and it costs 16 passes instead of one.
+LIVE = SeamConfig(before=3, after=3, max_warp_area=0.5, rife_height=120, rife_passes=1)
 RENDER = SeamConfig(before=5, after=5)
-RENDER_RIFE = replace(RENDER, before=8, after=8, rife_height=180)
+RENDER_RIFE = replace(RENDER, before=8, after=8, rife_height=180, rife_passes=1)
 
 
 def render_config(mode: str) -> SeamConfig:

@@ -32,11 +32,13 @@ DEFAULT_TEMPERATURE = 2.0      # cost units: an exit one "frame of motion" worse
 DWELL_S = 0.8
 FRESH_S = 20.0
 LOOKAHEAD_S = 2.0
-FRESH_WEIGHT = 4.0
-NOVELTY_WEIGHT = 1.0           # nats against material shown at any time before (long clips: coverage)
+FRESH_WEIGHT = 12.0
+NOVELTY_WEIGHT = 3.0           # nats against material shown at any time before (long clips: coverage)
 NO_RETURN_S = 3.0
 URGENCY_S = 1.0
 MAX_HAZARD = 0.9
+RATE_FLOOR = 0.5               # calibrate_rate never goes below this share of its first estimate
+AHEAD_BOOST = 6.0              # nats: the most a "better than anything ahead" exit is favoured
 
 
 class Walk:
@@ -67,6 +69,7 @@ class Walk:
         self.no_return = max(1, int(round(min(no_return_s * fps, 0.25 * n))))
         self.urgency = max(1.0, urgency_s * fps)
         self.end = graph.run_end()
+        self.ahead = best_ahead(graph, self.end)
         # landing on g must leave room to show the dwell before the walk is forced to cut again
         self.landable = graph.alive & (self.end - np.arange(n) >= min(self.dwell, max(1, n // 8)))
         self._exits = np.where((graph.exits >= 0) & self.landable[np.maximum(graph.exits, 0)], graph.exits, -1)
@@ -131,8 +134,11 @@ class Walk:
         ok = e >= 0
         if not ok.any():
             return e[:0], np.zeros(0)
-        e = e[ok]
+        e, c = e[ok], self.g.cost[p][ok]
         w = self._w[p][ok] * (np.exp(-self.staleness(e)) if fresh else 1.0)
+        # Now or never: when the rest of this run to its dead end offers only worse seams (a clip
+        # that ends on a pose nothing else matches), the good exits here count for more.
+        w = w * np.exp(np.clip((self.ahead[p] - c) / self._tau, 0.0, AHEAD_BOOST))
         w[self.t + 1 - self.last[e] < self.no_return] = 0.0
         if thresholded and w.max(initial=0.0) > 0:
             w[w < self.threshold * w.max()] = 0.0
@@ -268,6 +274,18 @@ class Walk:
         return np.concatenate([[first], rest])[:max(n_out, 0)], [j + 1 for j in jumps]
 
 
+def best_ahead(graph, end: np.ndarray) -> np.ndarray:
+    """(n,) for every frame p, the cheapest first exit among the frames after it up to the end of its
+    run (``end``, where the walk must cut); inf at a run's last frame."""
+    best = np.where(graph.exits[:, 0] >= 0, graph.cost[:, 0], np.inf).astype(np.float64)
+    out = np.full(graph.n, np.inf)
+    run = np.inf
+    for p in range(graph.n - 1, -1, -1):
+        out[p] = run if end[p] != p else np.inf
+        run = best[p] if end[p] == p else min(run, best[p])
+    return out
+
+
 def _draw(w: np.ndarray, rng: np.random.Generator) -> int:
     c = np.cumsum(w)
     return int(min(np.searchsorted(c, rng.random() * c[-1], side="right"), len(w) - 1))
@@ -294,12 +312,17 @@ def measured_rate(walk: Walk, minutes: float, seeds=(0, 1)) -> float:
 
 
 def calibrate_rate(graph, jumps_per_min: float = DEFAULT_JUMPS_PER_MIN, temperature: float = DEFAULT_TEMPERATURE,
-                   threshold: float = DEFAULT_THRESHOLD, minutes: float = 2.0, iters: int = 8, tol: float = 0.04) -> float:
+                   threshold: float = DEFAULT_THRESHOLD, minutes: float = 1.5, iters: int = 6, tol: float = 0.05) -> float:
     """The ``rate`` at which walks make ``jumps_per_min`` jumps per minute, by simulation (the dwell,
-    the freshness rules and forced cuts at dead ends all change the rate; a short clip's forced cuts
-    set a floor that no rate goes below). Multiplicative updates on 2 x ``minutes`` of walking."""
+    the freshness rules and the cuts a dead end forces all change the rate). Multiplicative updates,
+    then bisection, on 2 x ``minutes`` of walking per try.
+
+    Never below RATE_FLOOR times the first estimate: on a short clip the cuts its end forces can
+    alone exceed the rate asked for, and a walk that only ever cuts where it must runs every landing
+    into the same end (the same few seconds again and again) instead of leaving for fresh material.
+    """
     walk = Walk(graph, temperature, None, threshold)
-    rate = walk.rate
+    rate = first = walk.rate
     lo, hi = 0.0, math.inf
     for _ in range(iters):
         walk.rate = rate
@@ -312,7 +335,9 @@ def calibrate_rate(graph, jumps_per_min: float = DEFAULT_JUMPS_PER_MIN, temperat
         else:
             hi = rate
             rate = rate * max(0.25, (jumps_per_min / r) ** 1.2) if lo == 0.0 else 0.5 * (rate + lo)
-    return float(rate)
+        if rate <= RATE_FLOOR * first and r > jumps_per_min:
+            break
+    return float(max(rate, RATE_FLOOR * first))
 
 
 # ------------------------------------------------------------------------------------ the method

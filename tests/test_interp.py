@@ -338,8 +338,8 @@ def test_headless_play_reports_seams_by_method(small_bundle, tmp_path):
     from test_player import copy_with_fake_model
     bundle = copy_with_fake_model(small_bundle, tmp_path / "B")
     stats = tmp_path / "s.json"
-    r = run_livetex("play", bundle, "--headless", "--duration", "4", "--stats", stats, "--seed", "3",
-                    "--temperature", "0.3", timeout=90)
+    r = run_livetex("play", bundle, "--headless", "--duration", "6", "--stats", stats, "--seed", "3",
+                    "--temperature", "8", timeout=90)
     if r.returncode != 0 and ("EGL" in r.stderr or "display" in r.stderr.lower()):
         pytest.skip(f"no headless GL here: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stderr
@@ -347,9 +347,9 @@ def test_headless_play_reports_seams_by_method(small_bundle, tmp_path):
     assert s["interpolate"] == "rife" and s["torch_loaded"] is False
     by = s["seams_by_method"]
     assert set(by) <= {"rife", "flow"} and by.get("rife", 0) >= 1
-    made = [d["seam"] for d in s["decisions_log"] if "ms" in d.get("seam", {}) and "skipped" not in d["seam"]]
+    made = [m for d in s["decisions_log"] for m in d.get("seams", []) if "ms" in m and "skipped" not in m]
     assert made and all(m["method"] in ("rife", "flow") for m in made)
-    assert s["dropped"] <= 0.03 * 4 * s["fps_source"]
+    assert s["dropped"] <= 0.03 * 6 * s["fps_source"]
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -3,9 +3,8 @@
     python tools/bench_audio.py [BUNDLE]            # embedding cost per step (offline, live), render speed
     python tools/bench_audio.py --eval B1 B2 ...    # audio-motion / smoothness table on fitted bundles
 
-Speed: without BUNDLE, a 20 s clip of ../shared/media/piano_solo_01.avi is fitted with --no-model into a
-temporary directory (the audio step included) and a pixel phi/psi stands in for the contrastive model,
-which does not change any audio cost.
+Speed: without BUNDLE, a 20 s clip of ../shared/media/piano_solo_01.avi is fitted into a temporary
+directory (the audio step included, then the audio-visual model).
 
 Eval: every bundle x every song in ../shared/media x seeds; methods: the unconditional contrastive walk,
 the audio-conditioned one (features and av, default alpha), random-clip and audio-nn; the table gives the
@@ -48,20 +47,6 @@ def prepare_bundle(tmp: str) -> str:
     fit(src, out, FitConfig(end=20.0, model=False, store_height=240), progress=False)
     refit_audio(out, progress=False)
     return out
-
-
-def with_pixel_model(bundle):
-    """phi/psi for a --no-model bundle: the pixel baseline's, so the walk has something to follow."""
-    if bundle.has("phi"):
-        return bundle
-    from livetex.sampler import pixel_codes
-    codes = pixel_codes(bundle.array("thumbs"), bundle.segments)
-    phi, psi = codes[np.minimum(np.arange(len(codes)) + 1, len(codes) - 1)], codes
-    orig = bundle.array
-    has = bundle.has
-    bundle.array = lambda name: phi if name == "phi" else psi if name == "psi" else orig(name)
-    bundle.has = lambda name: name in ("phi", "psi") or has(name)
-    return bundle
 
 
 def bench_speed(path: str) -> None:
@@ -121,58 +106,43 @@ def bench_speed(path: str) -> None:
             print(f"d={d:3d} N={N:6d}: median {np.median(ts) * 1e3:7.3f} ms per row "
                   f"(p90 {np.percentile(ts, 90) * 1e3:.3f})")
 
-    print("\n-- planned walk (backward pass + guided sampler) vs. segments; 3 min of music = 900 steps")
-    from livetex.conditioning import plan_walk
-    from livetex.sampler import Sampler
-    for N in (1000, 5000, 20000):
-        emb = rng.standard_normal((N, 64)).astype(np.float32)
-        s = Sampler(emb, np.roll(emb, -1, axis=0) + 0.3 * rng.standard_normal((N, 64)).astype(np.float32),
-                    0.2, temperature=0.1)
-        T = rng.dirichlet(np.full(N, 0.05), size=900).astype(np.float32)
-        t, _ = timed(lambda: plan_walk(s, T, 0.5, np.random.default_rng(0)))
-        print(f"N={N:6d}: {t:6.2f} s per 3 min of music = {180 / t:7.1f}x real time")
+    print("\n-- planned walk (backward pass over the frame graph + the walk forward) vs. source frames; "
+          "3 min of music at 30 fps")
+    from livetex.conditioning import Planner
+    from livetex.graph import Graph
+    from livetex.segments import make_segments
+    from livetex.texture import Walk
+    for n in (3000, 20000):
+        k = 12
+        g = Graph(rng.integers(0, n, (n, k)), np.sort(rng.uniform(1, 10, (n, k)), axis=1).astype(np.float32),
+                  np.ones(n, bool), np.ones(n, np.float32), 30.0, {}, {})
+        seg = make_segments(n, 30.0)
+        T = rng.dirichlet(np.full(seg.count, 0.05), size=900).astype(np.float32)
+        n_out = seg.window_frames + 899 * seg.stride_frames
+        w = Walk(g, rate=0.01)
+        t_plan, p = timed(lambda: Planner(w, T, 0.5, np.random.default_rng(0), seg, n_out))
+        t_walk, _ = timed(lambda: p.run())
+        print(f"n={n:6d}: backward pass {t_plan:6.2f} s, walk {t_walk:6.2f} s = {180 / (t_plan + t_walk):6.1f}x real time "
+              f"({p.check.nbytes / 2 ** 20:.0f} MB of checkpoints)")
 
-    print("\n-- follow=auto (render's and the player's default): seam costs, the texture's smoothness target and "
-          "2-3 trial plans, 3 min of music")
-    from livetex.conditioning import follow_plan
-    for N in (1000, 5000, 20000):
-        emb = rng.standard_normal((N, 64)).astype(np.float32)
-        s = Sampler(emb, np.roll(emb, -1, axis=0) + 0.3 * rng.standard_normal((N, 64)).astype(np.float32),
-                    0.2, temperature=0.1)
-        T = rng.dirichlet(np.full(N, 0.05), size=900).astype(np.float32)
-        energy = (rng.standard_normal(900).astype(np.float32), rng.standard_normal(N).astype(np.float32))
-        t, (_, _, info) = timed(lambda: follow_plan(s, T, 0.5, 0, _FakeBundle(N), energy))
-        print(f"N={N:6d}: {t:6.2f} s ({len(info['follow_tried'])} trials)")
-
-    print("\n-- seam costs the planned walk measures once per bundle (SeamCost + least visible cuts), 64 px thumbnails")
-    from livetex.conditioning import SEAM_CANDIDATES, CANDIDATES, SeamCost, transition_table
-    for N in (1000, 5000, 20000):
-        emb = rng.standard_normal((N, 64)).astype(np.float32)
-        s = Sampler(emb, np.roll(emb, -1, axis=0), 0.2, temperature=0.1)
-        fake = _FakeBundle(N)
-        t0 = time.perf_counter()
-        sc = SeamCost(fake)
-        t1 = time.perf_counter()
-        targets, _ = transition_table(s, CANDIDATES)
-        sc.pairs(targets)
-        t2 = time.perf_counter()
-        sc.least_visible(s, SEAM_CANDIDATES, targets)
-        t3 = time.perf_counter()
-        mb = (sc.last.nbytes + sc.first.nbytes + sc.last_small.nbytes + sc.first_small.nbytes) / 2 ** 20
-        print(f"N={N:6d}: read {t1 - t0:5.2f} s, model's cuts {t2 - t1:5.2f} s, least visible cuts {t3 - t2:6.2f} s "
-              f"({mb:.0f} MB held)")
+    print("\n-- live following (a microphone): one step's choice, a horizon along the source")
+    from livetex.conditioning import LiveFollower
+    for n in (3000, 20000):
+        g = Graph(rng.integers(0, n, (n, 12)), np.sort(rng.uniform(1, 10, (n, 12)), axis=1).astype(np.float32),
+                  np.ones(n, bool), np.ones(n, np.float32), 30.0, {}, {})
+        seg = make_segments(n, 30.0)
+        lf = LiveFollower(Walk(g, rate=0.01), seg, 0.5)
+        row = rng.dirichlet(np.full(seg.count, 0.05)).astype(np.float32)
+        ts = [timed(lambda: lf.advance(row, seg.stride_frames))[0] for _ in range(30)]
+        print(f"n={n:6d}: median {np.median(ts) * 1e3:6.2f} ms per step (p90 {np.percentile(ts, 90) * 1e3:.2f})")
 
     print("\n-- conditioned render speed (30 s of output, --interpolate none)")
     from livetex.render import render
     from livetex.walks import WalkRequest, run
-    with_pixel_model(b)
     if os.path.isfile(song):
-        from livetex.sampler import sampler_for
         n = int(30 * b.fps)
-        # the temperature calibration is the sampler's (a fitted bundle stores it): not timed here
-        tau = sampler_for(WalkRequest(bundle=b, n_frames=n))[1]["temperature"]
         for name in names:
-            req = WalkRequest(bundle=b, n_frames=n, seed=0, audio=song, audio_model=name, temperature=tau)
+            req = WalkRequest(bundle=b, n_frames=n, seed=0, audio=song, audio_model=name)
             t_walk, tl = timed(lambda: run("contrastive", req))
             with tempfile.TemporaryDirectory() as d:
                 t_render, _ = timed(lambda: render(b, tl, os.path.join(d, "o.mp4"), audio=song, progress=False))
@@ -240,33 +210,6 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
               f"shifted audio {ref['audio_motion_shifted']:+.3f}")
 
 
-
-class _FakeThumbs:
-    """Random 64 x 85 thumbnails made on demand: a bundle-sized stand-in without GBs of frames."""
-
-    def __init__(self, n: int):
-        self.shape = (n, 64, 85, 3)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index):
-        index = np.atleast_1d(np.asarray(index))
-        rng = np.random.default_rng(int(index[0]) if len(index) else 0)
-        return rng.integers(0, 256, (len(index),) + self.shape[1:], dtype=np.uint8)
-
-
-class _FakeBundle:
-    """N segments of a 30 fps source (window 15 frames, stride 6), random thumbnails."""
-
-    def __init__(self, N: int):
-        from livetex.segments import Segments
-        n_frames = 15 + 6 * (N - 1)
-        self.segments = Segments(30.0, n_frames, 15, 6, 0.5, 0.2)
-        self._thumbs = _FakeThumbs(n_frames)
-
-    def array(self, name: str):
-        return self._thumbs
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -3,11 +3,13 @@
 
     python tools/bench_quality.py [--media ../shared/media] [--cache /tmp/livetex-quality] [--seconds 120]
 
-For every video in the media folder: fit it (cached), then walk with the ``contrastive`` (default),
-``learned`` (phi/psi alone, the paper's formulation) and ``pixel`` (L2 of 16 px grey segments) scores on
-the same segment graph and sampler, at the default settings and at 20 jumps per minute, and print
-jumps/min, the diversity score (new transitions per 30 s), coverage, the visible-jump fraction and the
-visible jumps per minute (mean and standard error over seeds).
+For every video in the media folder: fit it (cached, with ``--model``), then walk with ``contrastive`` (the
+default: the texture walk on the transition graph, livetex.texture), ``learned`` (phi/psi alone on the
+segment sampler, the paper's formulation) and ``pixel`` (L2 of 16 px grey segments, same sampler), at the
+default settings and at 20 jumps per minute, and print jumps/min, the diversity score (new transitions
+per 30 s), coverage, the fraction of raw cuts that show against the motion around them, and the visible
+jumps per minute (mean and standard error over seeds). Seam visibility after smoothing, re-shown
+material and landing spread: tools/bench_texture.py.
 
 "At 20 jumps per minute" means *measured* on these very walks (``--match``, the default): each method's
 temperature is bisected until its walks average the asked rate within 2 %. Calibration on other walks

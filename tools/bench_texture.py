@@ -132,8 +132,17 @@ def main(argv=None) -> int:
     ap.add_argument("--interpolate", default=None, help="seam mode (default: the renderer's default)")
     ap.add_argument("--sheets", default=None, metavar="DIR", help="write seam contact sheets here")
     ap.add_argument("--refit", action="store_true", help="fit again even if cached (times the fit)")
+    ap.add_argument("--seam", default=None, metavar="JSON",
+                    help='overrides of the render seam settings, e.g. \'{"rife_passes": 1}\' (livetex.seams.SeamConfig)')
     a = ap.parse_args(argv)
     os.makedirs(a.cache, exist_ok=True)
+    if a.seam:
+        import json
+        from dataclasses import replace
+        from livetex import seams
+        over = json.loads(a.seam)
+        seams.RENDER_RIFE = replace(seams.RENDER_RIFE, **over)
+        seams.RENDER = replace(seams.RENDER, **{k: v for k, v in over.items() if k in ("before", "after")})
     if a.sheets:
         os.makedirs(a.sheets, exist_ok=True)
     print(f"walk step on a 20,000-frame graph: {step_time() * 1000:.3f} ms (target <= 1 ms)", flush=True)
