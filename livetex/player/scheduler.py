@@ -41,6 +41,8 @@ from collections import deque
 
 import numpy as np
 
+from .stats import Measure
+
 POLL_S = 0.02             # longest sleep while waiting for the clock (it may be paused or audio-driven)
 DECIDE_BUDGET_S = 0.06    # time kept before a step's first frame for decoding it
 SLACK_S = 0.04            # live audio windows complete this long before their step's deadline
@@ -93,11 +95,12 @@ class Scheduler(threading.Thread):
         self._preroll = True
         self.seam_end = 0                # first output frame not claimed by a seam yet
         self.prev_segment = int(start)
-        self.seam_s: deque = deque(maxlen=100000)   # every seam made while playing (s)
+        self.seam_s = Measure()          # every seam made while playing (s)
         self._recent_seams: deque = deque(maxlen=20)
         self.seams_late = 0
         self.condition_errors = 0
         self._seam_q: queue.Queue = queue.Queue()
+        self.listeners: list = []        # callables given every decision record (texture state for --osc-out)
         self._seam_thread = None
         if self.seam_before:
             self._seam_thread = threading.Thread(target=self._seam_worker, name="livetex-seams", daemon=True)
@@ -224,8 +227,16 @@ class Scheduler(threading.Thread):
         if jump and self.seam_before:
             self._seam(k, j, rec)
         self.stats.record(rec)
+        self._publish(rec)
         self.prev_segment = j
         self.k = k + 1
+
+    def _publish(self, rec: dict) -> None:
+        for fn in self.listeners:
+            try:
+                fn(rec)
+            except Exception:      # an output's fault never stops the walk (it reports its own)
+                pass
 
     def _planner(self, k: int, extra, alpha: float):
         """The song's planner if it applies to step k as the controls stand, else None (and, if the
