@@ -587,3 +587,51 @@ def test_recording_survives_a_full_disk_and_a_kill(play_bundle, tmp_path):
         except av.error.FFmpegError:
             pass
     assert n >= 2 * 25, n          # all but the last (unfinished) second
+
+
+LINK_PEER = r'''
+import sys, time
+import link
+from pythonosc.udp_client import SimpleUDPClient
+osc_port, out = int(sys.argv[1]), sys.argv[2]
+l = link.Link(100.0)
+l.enabled = True
+t0 = time.time()
+while l.numPeers() == 0 and time.time() - t0 < 30:     # the player joins
+    time.sleep(0.05)
+joined = time.time() - t0
+time.sleep(3.0)
+SimpleUDPClient("127.0.0.1", osc_port).send_message("/livetex/bpm", 140.0)   # a change made in livetex ...
+time.sleep(2.0)
+s = l.captureAppSessionState()
+with open(out, "w") as f:                                  # ... reaches this peer through the session
+    f.write(f"{joined:.2f} {s.tempo():.3f}\n")
+'''
+
+
+def test_ableton_link_session(play_bundle, tmp_path):
+    """A Link peer at 100 bpm and the player (--bpm 120) in a private network namespace whose loopback
+    carries multicast (Link's discovery): the player takes the session's tempo, and a tempo set in
+    the player reaches the peer."""
+    pytest.importorskip("link", reason="LinkPython-extern is not installed: pip install -e '.[test]'")
+    if not shutil.which("unshare") or not shutil.which("ip") or os.geteuid() != 0:
+        pytest.skip("needs root, unshare and ip (a private network namespace for Link's multicast)")
+    peer = tmp_path / "peer.py"
+    peer.write_text(LINK_PEER)
+    out, stats_p = tmp_path / "peer.txt", tmp_path / "s.json"
+    port = _free_port()
+    script = (f"ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && "
+              f"{{ {sys.executable} {peer} {port} {out} & }} && "
+              f"{sys.executable} -m livetex play {play_bundle} --headless --duration 9 --link --bpm 120 "
+              f"--osc {port} --osc-host 127.0.0.1 --stats {stats_p} --interpolate none; rc=$?; wait; exit $rc")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                       cwd=str(REPO))
+    if r.returncode != 0 and "unshare" in r.stderr and "Operation not permitted" in r.stderr:
+        pytest.skip(f"cannot make a network namespace here: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(stats_p.read_text())
+    msgs = [e["message"] for e in s["events"]]
+    assert any(m.startswith("Link: 1 other peer in the session, at 100.0 bpm") for m in msgs), msgs
+    joined, peer_tempo = map(float, out.read_text().split())
+    assert peer_tempo == pytest.approx(140.0)
+    assert s["tempo_end"]["bpm"] == pytest.approx(140.0)     # (the peer has left by the end)

@@ -107,6 +107,9 @@ def add_parser(sub) -> None:
                          "(default ~/.config/livetex/midi-map.json)")
     vj.add_argument("--bpm", type=_float_in(20.0, 300.0), default=120.0,
                     help="starting tempo of the beat grid (T taps it, MIDI clock sets it; default 120)")
+    vj.add_argument("--link", action="store_true",
+                    help="share the tempo with an Ableton Link session (pip install 'livetex[link]': Link is "
+                         "GPL-licensed, so it is an optional extra, off by default)")
     vj.add_argument("--osc-out", default=None, metavar="HOST:PORT",
                     help="send level, bands, hits, bpm, the tempo and the texture's state over OSC "
                          "(/livetex/out/...) so other tools can follow")
@@ -139,5 +142,5 @@ def cmd_play(a) -> None:
                      interpolate=a.interpolate, duration=a.duration,
                      stats=a.stats, screenshot=a.screenshot, hud=a.hud, headless=a.headless, osc=a.osc,
                      osc_host=a.osc_host, seed=a.seed, midi=a.midi, midi_map=a.midi_map, osc_out=a.osc_out,
-                     ndi=a.ndi, record=a.record, bpm=a.bpm)
+                     ndi=a.ndi, record=a.record, bpm=a.bpm, link=a.link)
     play(cfg)

@@ -51,6 +51,7 @@ class PlayConfig:
     ndi: str | None = None         # NDI source name
     record: str | None = None      # mp4 path
     bpm: float = 120.0             # the tempo clock's starting tempo
+    link: bool = False             # join an Ableton Link session (GPL extra)
 
 
 def _log(msg: str) -> None:
@@ -216,7 +217,7 @@ def play(cfg: PlayConfig) -> dict:
     win = None
     scheduler = None
     started = False
-    midi = ndi = recorder = osc_out = None
+    midi = ndi = recorder = osc_out = link = None
     if cfg.stats:
         stats.stream_to_disk()         # every decision and frame, in constant memory (see stats.py)
     try:
@@ -228,6 +229,10 @@ def play(cfg: PlayConfig) -> dict:
                                   "bindings": len(midi.map.bindings)}
             _log(f"MIDI in from {midi.name!r} ({midi.api}), {len(midi.map.bindings)} mappings from {midi.map.path}"
                  " (L: learn)")
+        if cfg.link:
+            from .link import LinkSync
+            link = LinkSync(tempo, stats)
+            _log("Ableton Link on: the tempo is shared with the session's peers")
         from .audio_in import MicTap, SongTap
 
         def tap():
@@ -262,7 +267,7 @@ def play(cfg: PlayConfig) -> dict:
             return "no audio: unconditional"
 
         sinks = [o for o in (ndi, recorder, osc_out) if o is not None]
-        outputs = [o.status for o in (midi, ndi, recorder) if o is not None]
+        outputs = [o.status for o in (midi, link, ndi, recorder) if o is not None]
         pw = PlayerWindow(win, bundle.store.size, fps, bundle.n_frames, controls, stats, prefetcher, clock,
                           status=status, headless=cfg.headless, actions=actions, sinks=sinks, outputs=outputs)
         if osc_out is not None:
@@ -278,7 +283,7 @@ def play(cfg: PlayConfig) -> dict:
             song_player.start()
         else:
             clock.start()
-        for o in (midi, ndi, recorder, osc_out):
+        for o in (midi, link, ndi, recorder, osc_out):
             if o is not None:
                 o.start()
         scheduler.start()
@@ -313,6 +318,9 @@ def play(cfg: PlayConfig) -> dict:
             midi.close()
             stats.info["midi"].update(received=midi.received, clock_pulses=midi.clock_pulses, lost=midi.lost,
                                       bindings=len(midi.map.bindings))
+        if link is not None:
+            link.close()
+            stats.info["link"] = {"peers_end": link.peers}
         stats.info["tempo_end"] = tempo.snapshot()
         if osc is not None:
             osc.close()

@@ -9,6 +9,7 @@ The grid is a tempo (bpm) and the time of one beat (an anchor on ``perf_counter`
   (this moment is beat 1 of a bar);
 - MIDI clock (24 pulses a beat, Start/Stop), which wins while it runs: a controller that keeps time
   is more exact than hands;
+- Ableton Link (``--link``, link.py): while other peers are in the session, their tempo and beat;
 - a tempo estimated from the audio (:mod:`livetex.player.analysis`), only while nobody else has set it.
 
 All methods are thread-safe (MIDI, OSC and the window call them) and take the time as an argument
@@ -144,6 +145,15 @@ class TempoClock:
             self._pulses.clear()
             self.anchor = t
             self.version += 1
+
+    def follow(self, bpm: float, beat: float, t: float, source: str) -> None:
+        """Another clock leads (Ableton Link): its tempo, and ``beat`` at time ``t``."""
+        with self._lock:
+            bpm = _clamp_bpm(bpm)
+            anchor = t - beat * 60.0 / bpm
+            if abs(bpm - self.bpm) > 1e-6 or abs(anchor - self.anchor) > 1e-4 or self.source != source:
+                self.bpm, self.anchor = bpm, anchor
+                self._changed(source)
 
     def audio_estimate(self, bpm: float, confidence: float) -> bool:
         """A tempo heard in the audio; taken only while no hand or gear has set the tempo."""
