@@ -635,3 +635,14 @@ def test_ableton_link_session(play_bundle, tmp_path):
     joined, peer_tempo = map(float, out.read_text().split())
     assert peer_tempo == pytest.approx(140.0)
     assert s["tempo_end"]["bpm"] == pytest.approx(140.0)     # (the peer has left by the end)
+
+
+def test_every_help_shows_an_example():
+    """`livetex --help` and every subcommand's --help end with an example that names the command."""
+    from livetex.cli import build_parser
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    assert "example" in p.format_help()
+    for name, sp in sub.choices.items():
+        h = sp.format_help()
+        assert "example" in h and f"livetex {name}" in h.split("example")[-1], name

@@ -23,6 +23,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..errors import LivetexError
+from .priority import lower_priority
 
 MAX_SUFFIX = 9           # NAME, NAME 2, ... NAME 9
 
@@ -116,6 +117,7 @@ class NdiOut:
 
     def _run(self) -> None:
         import cv2
+        lower_priority()
         last_poll = 0.0
         while True:
             with self._cv:

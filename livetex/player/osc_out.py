@@ -25,10 +25,9 @@ import math
 import socket
 import threading
 
-import numpy as np
-
 from ..errors import LivetexError
 from .analysis import Analyzer
+from .priority import lower_priority
 
 PREFIX = "/livetex/out"
 POLL_S = 0.01
@@ -105,6 +104,7 @@ class OscOut:
                                  "playing on, still trying")
 
     def _run(self) -> None:
+        lower_priority()
         prev_seg = None
         ticks = 0
         while not self._stop.wait(POLL_S):

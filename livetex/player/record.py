@@ -24,6 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..errors import LivetexError
+from .priority import lower_priority
 
 QUEUE_S = 4.0           # seconds of frames the encoder may lag behind before slots are dropped
 CRF = 18                # visually lossless for most material; the recording is compared to what was shown
@@ -135,6 +136,7 @@ class Recorder:
     # ---- the encoder's thread
     def _run(self) -> None:
         import av
+        lower_priority()
         while True:
             try:
                 item = self.q.get(timeout=0.05)
