@@ -646,3 +646,32 @@ def test_every_help_shows_an_example():
     for name, sp in sub.choices.items():
         h = sp.format_help()
         assert "example" in h and f"livetex {name}" in h.split("example")[-1], name
+
+
+def test_hud_shows_tempo_and_output_faults(play_bundle):
+    """The HUD's rig line: the tempo with its source, and each output's state (a fault included)."""
+    import pyglet  # noqa: F401
+    from livetex.bundle import load_bundle
+    from livetex.player.actions import Actions
+    from livetex.player.audio_in import WallClock
+    from livetex.player.controls import Controls
+    from livetex.player.prefetch import Prefetcher
+    from livetex.player.stats import Stats
+    from livetex.player.tempo import TempoClock
+    from livetex.player.window import PlayerWindow, open_window
+    b = load_bundle(play_bundle)
+    win = open_window(b.store.size, fullscreen=False, headless=True)
+    c, st = Controls(0.1, 0.1, 0.6, hud=True), Stats()
+    pf = Prefetcher(b.store, st)
+    try:
+        acts = Actions(c, TempoClock(120), st)
+        pw = PlayerWindow(win, b.store.size, b.fps, b.n_frames, c, st, pf, WallClock(), actions=acts,
+                          outputs=[lambda: "MIDI LOST: knobs", lambda: "REC STOPPED: No space left on device"])
+        pw.on_key_press(pyglet.window.key.T, 0)
+        pw._update_hud(1e9)
+        line = pw.labels[3].text
+        assert "120.0 bpm (tap)" in line and "MIDI LOST: knobs" in line and "REC STOPPED" in line, line
+        assert "T tap" in pw.labels[4].text
+    finally:
+        pf.close()
+        win.close()
