@@ -455,6 +455,9 @@ def test_midi_port_vanishing_mid_set(play_bundle, midi_env, tmp_path):
     mapfile.write_text(json.dumps({"bindings": [
         {"type": "cc", "channel": 0, "number": 1, "action": "threshold", "how": "fader"}]}))
     ctl = Controller(api, "livetex-test-vanishing")
+    listing = subprocess.run([sys.executable, "-m", "livetex", "play", "--list-devices"], env=env,
+                             capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert listing.returncode == 0 and "livetex-test-vanishing" in listing.stdout, listing.stdout + listing.stderr
     stats_p = tmp_path / "s.json"
     proc = _popen(["play", play_bundle, "--headless", "--duration", "8", "--interpolate", "none", "--stats", stats_p,
                    "--midi", "vanishing", "--midi-map", mapfile, "--hud"], env)

@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "play", help="play a bundle in real time in a window (optionally following a microphone or a song)",
         description="Play a fitted bundle as an endless video texture. Keys: Up/Down temperature, Left/Right "
-                    "alpha, ]/[ threshold, Space freeze, P pause, F fullscreen, H HUD, S screenshot, Q/Esc quit.")
+                    "alpha, ]/[ threshold, Space freeze, P pause, F fullscreen, H HUD, S screenshot, Q/Esc quit; "
+                    "T tap the tempo, =/- double/halve it, ,/. nudge it, R downbeat, L MIDI learn.")
     p.add_argument("bundle", nargs="?", help="bundle directory written by `livetex fit`")
     p.add_argument("--audio", default=None, metavar="mic|FILE",
                    help="follow the live microphone (`mic`) or play and follow an audio file")
