@@ -126,6 +126,17 @@ def midi_env(tmp_path_factory):
             p.kill()
 
 
+def _is_midi_child(pid: int, parent: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        return False
+    return ppid == parent and b"--child" in cmd
+
+
 class Controller:
     """A MIDI controller: a virtual output port the player connects to."""
 
@@ -410,6 +421,8 @@ def test_rig_midi_osc_out_ndi_and_recording(play_bundle, media_dir, midi_env, nd
     assert s["controls_end"]["alpha"] == 0.0
     assert s["midi"]["clock_pulses"] >= 24 * 3
     assert s["tempo_end"]["source"] == "midi clock" and s["tempo_end"]["bpm"] == pytest.approx(100, rel=0.03)
+    beats = [r["beat"] for r in s["decisions_log"]]        # each step placed on the tempo clock's grid
+    assert np.diff(beats[-6:]) == pytest.approx(0.2 * 100 / 60, abs=0.05)     # the last steps: 100 bpm
     # OSC out: the audio heard and the texture shown
     for addr in ("level", "bands", "low", "mid", "high", "hit", "bpm", "tempo", "beat", "segment", "position"):
         assert f"/livetex/out/{addr}" in got, (addr, sorted(got))
@@ -459,7 +472,7 @@ def test_midi_port_vanishing_mid_set(play_bundle, midi_env, tmp_path):
                              capture_output=True, text=True, timeout=60, cwd=str(REPO))
     assert listing.returncode == 0 and "livetex-test-vanishing" in listing.stdout, listing.stdout + listing.stderr
     stats_p = tmp_path / "s.json"
-    proc = _popen(["play", play_bundle, "--headless", "--duration", "8", "--interpolate", "none", "--stats", stats_p,
+    proc = _popen(["play", play_bundle, "--headless", "--duration", "11", "--interpolate", "none", "--stats", stats_p,
                    "--midi", "vanishing", "--midi-map", mapfile, "--hud"], env)
     lines: list[str] = []
     try:
@@ -473,6 +486,12 @@ def test_midi_port_vanishing_mid_set(play_bundle, midi_env, tmp_path):
         ctl.open()
         time.sleep(2.0)
         ctl.cc(1, 0)
+        time.sleep(0.5)
+        # the native MIDI reader crashes (python-rtmidi's JACK input did once in a 30-minute soak)
+        child = next(int(d) for d in os.listdir("/proc") if d.isdigit() and _is_midi_child(int(d), proc.pid))
+        os.kill(child, signal.SIGSEGV)
+        time.sleep(2.5)
+        ctl.cc(1, 64)
         proc.wait(timeout=60)
         drain.join(5)
     finally:
@@ -486,8 +505,10 @@ def test_midi_port_vanishing_mid_set(play_bundle, midi_env, tmp_path):
     assert sum("disappeared" in m for m in msgs) == 1 and any("is back" in m for m in msgs), msgs
     assert err.count("disappeared") == 1
     ths = [r["threshold"] for r in s["decisions_log"]]
-    assert 1.0 in ths and ths[-1] == 0.0                  # before and after the port came back
-    assert s["dropped"] <= 0.05 * 8 * s["fps_source"]
+    assert 1.0 in ths and 0.0 in ths[ths.index(1.0):]     # before and after the port came back
+    assert ths[-1] == pytest.approx(64 / 127, abs=1e-4)   # and after the reader was restarted
+    assert sum("MIDI reader crashed" in m for m in msgs) == 1 and s["midi"]["restarts"] == 1
+    assert s["dropped"] <= 0.05 * 11 * s["fps_source"]
 
 
 def test_ndi_name_in_use_and_bad_rig_input(cli, play_bundle, ndi_env, tmp_path):

@@ -270,6 +270,11 @@ def play(cfg: PlayConfig) -> dict:
         outputs = [o.status for o in (midi, link, ndi, recorder) if o is not None]
         pw = PlayerWindow(win, bundle.store.size, fps, bundle.n_frames, controls, stats, prefetcher, clock,
                           status=status, headless=cfg.headless, actions=actions, sinks=sinks, outputs=outputs)
+
+        def beat_of_step(rec: dict) -> None:
+            # Where the step's first frame falls on the beat grid (lead_ms: how far ahead it was decided).
+            rec["beat"] = round(tempo.beat(time.perf_counter() + rec["lead_ms"] / 1000.0), 3)
+        scheduler.listeners.append(beat_of_step)
         if osc_out is not None:
             osc_out.set_source_of(lambda: pw.cur_src)
             scheduler.listeners.append(osc_out.on_step)
@@ -317,7 +322,7 @@ def play(cfg: PlayConfig) -> dict:
         if midi is not None:
             midi.close()
             stats.info["midi"].update(received=midi.received, clock_pulses=midi.clock_pulses, lost=midi.lost,
-                                      bindings=len(midi.map.bindings))
+                                      bindings=len(midi.map.bindings), restarts=midi.restarts)
         if link is not None:
             link.close()
             stats.info["link"] = {"peers_end": link.peers}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -194,83 +195,103 @@ class MidiMap:
 
 # ------------------------------------------------------------------------------------------- input
 class MidiInput:
-    """One MIDI input port feeding the action table and the tempo clock."""
+    """One MIDI input port feeding the action table and the tempo clock.
+
+    The port is read by a child process (:func:`_child`: python-rtmidi, one line per message on its
+    stdout, stamped with the system's monotonic clock so MIDI clock timing survives the hop). A crash
+    in the native MIDI code (python-rtmidi's JACK input segfaulted once in a 30-minute soak here) then
+    ends that process, not the show: it is said once and the reader is started again.
+    """
 
     def __init__(self, port: str | None, actions, map_path: str | None = DEFAULT_MAP, stats=None):
         self.actions, self.tempo, self.stats = actions, actions.tempo, stats
         self.map = MidiMap.load(map_path) if map_path else MidiMap(None)
         self.api, self.name = find_port(port)
         self.wanted = port
-        self.port = None
+        self.proc = None
         self.lost = False
         self.learning = False
         self.armed: tuple | None = None        # (action, how, value) waiting for a control
         self.received = 0
         self.clock_pulses = 0
+        self.restarts = 0
         self._cc_high: dict[tuple, bool] = {}   # a CC bound to a button fires on the rising edge
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._open()
+        self._spawn()
         actions.learner = self
-        self._watch = threading.Thread(target=self._watchdog, name="livetex-midi", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="livetex-midi", daemon=True)
 
     def start(self) -> "MidiInput":
-        self._watch.start()
+        self._reader.start()
         return self
 
-    def _open(self) -> None:
-        try:
-            with _quiet_stderr():
-                self.port = _backend(self.api).open_input(self.name, callback=self._callback)
-        except Exception as e:
-            self.port = None
-            raise LivetexError(f"cannot open MIDI input {self.name!r}: {e}") from None
+    def _spawn(self) -> None:
+        """Start the reading process; LivetexError if it cannot open the port."""
+        self.proc = subprocess.Popen([sys.executable, "-m", "livetex.player.midi", "--child", self.api, self.name,
+                                      str(os.getpid())], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                                     env={**os.environ, "JACK_NO_START_SERVER": "1"})
+        first = self.proc.stdout.readline().strip()
+        if first != "open":
+            self._kill()
+            raise LivetexError(f"cannot open MIDI input {self.name!r}: "
+                               f"{first.removeprefix('error ') or 'the MIDI reader ended'}")
+
+    def _kill(self) -> None:
+        p, self.proc = self.proc, None
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(2.0)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(2.0)
 
     def _say(self, msg: str) -> None:
         if self.stats is not None:
             self.stats.event(msg)
         self.actions.controls.bump()
 
-    def _watchdog(self) -> None:
-        import rtmidi
-        try:
-            probe = rtmidi.MidiIn(getattr(rtmidi, f"API_{self.api}"), name="livetex-watch")
-        except Exception:
-            probe = None
-        while not self._stop.wait(WATCH_S):
-            try:
-                names = probe.get_ports() if probe is not None else _backend(self.api).get_input_names()
-            except Exception:
-                names = []
-            present = self.name in names
-            if not present and not self.lost:
-                self.lost = True
-                self._close_port()
-                self._say(f"MIDI port {self.name!r} disappeared: playing on without it, reconnecting when it "
-                          "comes back")
-            elif present and self.lost:
+    def _read(self) -> None:
+        import mido
+        while not self._stop.is_set():
+            proc = self.proc
+            for line in proc.stdout:
+                kind, _, rest = line.strip().partition(" ")
+                if kind == "m":
+                    t, _, data = rest.partition(" ")
+                    try:
+                        msg = mido.Message.from_bytes(bytes.fromhex(data))
+                    except ValueError:
+                        continue
+                    self._callback(msg, float(t))
+                elif kind == "lost" and not self.lost:
+                    self.lost = True
+                    self._say(f"MIDI port {self.name!r} disappeared: playing on without it, reconnecting when it "
+                              "comes back")
+                elif kind == "back" and self.lost:
+                    self.lost = False
+                    self._say(f"MIDI port {self.name!r} is back")
+            if self._stop.is_set():
+                return
+            rc = proc.wait()
+            self.restarts += 1
+            if self.restarts == 1:
+                self._say(f"MIDI reader crashed (exit status {rc}): restarting it, playing on meanwhile")
+            while not self._stop.wait(1.0):
                 try:
-                    self._open()
+                    self._spawn()
+                    self.lost = False
+                    break
                 except LivetexError:
-                    continue
-                self.lost = False
-                self._say(f"MIDI port {self.name!r} is back")
-        if probe is not None:
-            probe.delete()
-
-    def _close_port(self) -> None:
-        p, self.port = self.port, None
-        if p is not None:
-            try:
-                p.close()
-            except Exception:
-                pass
+                    self.lost = True        # the port is gone too: keep trying
 
     def close(self) -> None:
         self._stop.set()
-        if self._watch.is_alive():
-            self._watch.join(2 * WATCH_S)
-        self._close_port()
+        self._kill()
+        if self._reader.is_alive():
+            self._reader.join(2.0)
 
     # ---- learn
     def set_learning(self, on: bool) -> None:
@@ -304,8 +325,8 @@ class MidiInput:
                   + (f", saved in {self.map.path}" if self.map.path else ""))
 
     # ---- messages (rtmidi's thread)
-    def _callback(self, msg) -> None:
-        t = time.perf_counter()
+    def _callback(self, msg, t: float | None = None) -> None:
+        t = time.perf_counter() if t is None else t
         typ = msg.type
         if typ == "clock":
             self.clock_pulses += 1
@@ -349,3 +370,65 @@ class MidiInput:
                 return "MIDI LEARN: press a key"
             return f"MIDI LEARN: {self.armed[0]} <- move a control"
         return f"MIDI {self.name}"
+
+
+# ------------------------------------------------------------------------------------------- child
+def _child(api: str, name: str, parent: int) -> int:
+    """The reading process: open ``name``, print one line per message (``m <monotonic time> <hex>``),
+    ``lost``/``back`` when the port vanishes and returns; exit when the parent is gone."""
+    import rtmidi
+    api_id = getattr(rtmidi, f"API_{api}")
+    lock = threading.Lock()
+
+    def on_message(event, _data) -> None:
+        t = time.perf_counter()        # CLOCK_MONOTONIC: the parent's perf_counter reads the same clock
+        line = f"m {t:.6f} {bytes(event[0]).hex()}\n"
+        with lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def open_port():
+        m = rtmidi.MidiIn(api_id, name="livetex")
+        m.ignore_types(sysex=True, timing=False, active_sense=True)
+        m.open_port(m.get_ports().index(name), "in")
+        m.set_callback(on_message)
+        return m
+
+    def say(word: str) -> None:
+        with lock:
+            sys.stdout.write(word + "\n")
+            sys.stdout.flush()
+    try:
+        port = open_port()
+        probe = rtmidi.MidiIn(api_id, name="livetex-watch")
+    except Exception as e:
+        say(f"error {e}")
+        return 1
+    say("open")
+    lost = False
+    while os.getppid() == parent:
+        time.sleep(WATCH_S)
+        try:
+            present = name in probe.get_ports()
+        except Exception:
+            present = False
+        if not present and not lost:
+            lost = True
+            port.close_port()
+            port.delete()
+            say("lost")
+        elif present and lost:
+            try:
+                port = open_port()
+            except Exception:
+                continue
+            lost = False
+            say("back")
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--child":
+    try:
+        sys.exit(_child(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(0)

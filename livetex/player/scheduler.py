@@ -100,7 +100,8 @@ class Scheduler(threading.Thread):
         self.seams_late = 0
         self.condition_errors = 0
         self._seam_q: queue.Queue = queue.Queue()
-        self.listeners: list = []        # callables given every decision record (texture state for --osc-out)
+        self.listeners: list = []        # callables given every decision record before it is logged (the
+                                         # tempo clock's beat is added; --osc-out sends the texture state)
         self._seam_thread = None
         if self.seam_before:
             self._seam_thread = threading.Thread(target=self._seam_worker, name="livetex-seams", daemon=True)
@@ -226,8 +227,8 @@ class Scheduler(threading.Thread):
             rec["audio_pref"] = round(float(extra[j]) * len(extra), 4)
         if jump and self.seam_before:
             self._seam(k, j, rec)
-        self.stats.record(rec)
         self._publish(rec)
+        self.stats.record(rec)
         self.prev_segment = j
         self.k = k + 1
 
