@@ -411,7 +411,7 @@ def test_rig_midi_osc_out_ndi_and_recording(play_bundle, media_dir, midi_env, nd
     s = json.loads(stats_p.read_text())
 
     # the show: frames at the source fps, none dropped to speak of, while sending and recording
-    assert s["fps_shown"] == pytest.approx(b.fps, rel=0.02)
+    assert s["fps_shown"] == pytest.approx(b.fps, rel=0.03)
     assert s["dropped"] <= 0.03 * 9 * b.fps, (s["dropped_late"], s["dropped_not_ready"])
     # MIDI: the fader reached the walk, the learned knob moved alpha, the clock set the tempo
     taus = {r["temperature"] for r in s["decisions_log"]}
@@ -578,7 +578,7 @@ def test_recording_survives_a_full_disk_and_a_kill(play_bundle, tmp_path):
         assert "No space left on device" in s["record"]["failed"]
         assert r.stderr.count("recording stopped") == 1
         assert s["fps_shown"] == pytest.approx(s["fps_source"], rel=0.03)     # the show went on
-        assert s["clock_end_s"] == pytest.approx(12, abs=0.3)
+        assert s["clock_end_s"] == pytest.approx(12, abs=0.6)
         part = full / "set.mp4.part"
         assert part.is_file() and not (full / "set.mp4").exists()
         n = 0
