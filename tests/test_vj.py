@@ -168,12 +168,19 @@ class Controller:
         if start:
             self.out.send_message([0xFA])
         t0, dt, i = time.perf_counter(), 60.0 / (24 * bpm), 0
+        self.pulses = []
         while i * dt < seconds:
             left = t0 + i * dt - time.perf_counter()
             if left > 0:
                 time.sleep(left)
             self.out.send_message([0xF8])
+            self.pulses.append(time.perf_counter())
             i += 1
+
+    def sent_bpm(self) -> float:
+        """The tempo the last two beats' pulses really had (a busy machine delays some of them)."""
+        p = self.pulses[-49:]
+        return 60.0 / float(np.median([p[i + 24] - p[i] for i in range(len(p) - 24)]))
 
 
 @pytest.fixture(scope="module")
@@ -420,9 +427,11 @@ def test_rig_midi_osc_out_ndi_and_recording(play_bundle, media_dir, midi_env, nd
     assert {"type": "cc", "channel": 0, "number": 10, "action": "alpha", "how": "fader"} in learned
     assert s["controls_end"]["alpha"] == 0.0
     assert s["midi"]["clock_pulses"] >= 24 * 3
-    assert s["tempo_end"]["source"] == "midi clock" and s["tempo_end"]["bpm"] == pytest.approx(100, rel=0.03)
+    assert s["tempo_end"]["source"] == "midi clock"
+    assert s["tempo_end"]["bpm"] == pytest.approx(ctl.sent_bpm(), rel=0.03)     # what the clock really sent ...
+    assert s["tempo_end"]["bpm"] == pytest.approx(100, rel=0.15)               # ... 100 bpm, on a loaded machine
     beats = [r["beat"] for r in s["decisions_log"]]        # each step placed on the tempo clock's grid
-    assert np.diff(beats[-6:]) == pytest.approx(0.2 * 100 / 60, abs=0.05)     # the last steps: 100 bpm
+    assert np.diff(beats[-6:]) == pytest.approx(0.2 * s["tempo_end"]["bpm"] / 60, abs=0.05)   # the last steps
     # OSC out: the audio heard and the texture shown
     for addr in ("level", "bands", "low", "mid", "high", "hit", "bpm", "tempo", "beat", "segment", "position"):
         assert f"/livetex/out/{addr}" in got, (addr, sorted(got))

@@ -120,16 +120,19 @@ class TempoClock:
 
     # ---- gear and ears
     def midi_pulse(self, t: float | None = None) -> None:
-        """One MIDI clock pulse (0xF8): 24 a beat. The tempo is the mean of the last two beats' pulses."""
+        """One MIDI clock pulse (0xF8): 24 a beat."""
         t = self._now() if t is None else t
         with self._lock:
             self._pulses.append(t)
             self._pulse_count += 1
             self._last_pulse = t
-            if len(self._pulses) >= MIDI_PPQN // 2 + 1:
-                interval = (self._pulses[-1] - self._pulses[0]) / (len(self._pulses) - 1)
-                if interval > 0:
-                    self.bpm = _clamp_bpm(60.0 / (MIDI_PPQN * interval))
+            if len(self._pulses) >= MIDI_PPQN + 1:
+                # The median beat length over the last two beats' pulses: a late burst of pulses (a
+                # busy machine) moves a few beat lengths, not the median.
+                p = list(self._pulses)
+                beat = float(np.median([p[i + MIDI_PPQN] - p[i] for i in range(len(p) - MIDI_PPQN)]))
+                if beat > 0:
+                    self.bpm = _clamp_bpm(60.0 / beat)
             if (self._pulse_count - 1) % MIDI_PPQN == 0:
                 # A pulse that starts a beat: put the grid's nearest beat exactly here.
                 self.anchor = t - round((t - self.anchor) * self.bpm / 60.0) * 60.0 / self.bpm
