@@ -390,14 +390,18 @@ def test_rig_midi_osc_out_ndi_and_recording(play_bundle, media_dir, midi_env, nd
                 ctl.cc(7, v)
                 time.sleep(0.1)
             cl = SimpleUDPClient("127.0.0.1", osc_port)
+            def said(text):     # OSC and MIDI take different paths: wait for the player to confirm each step
+                deadline = time.time() + 15
+                while not any(text in line for line in lines) and time.time() < deadline:
+                    time.sleep(0.05)
             cl.send_message("/livetex/learn", 1)            # learn: the OSC address arms alpha ...
-            time.sleep(0.1)
+            said("MIDI learn: press a key")
             cl.send_message("/livetex/alpha", 0.9)
-            time.sleep(0.2)
+            said("MIDI learn: alpha - now move a control")
             ctl.cc(10, 50)                                  # ... and the knob moved is bound to it
-            time.sleep(0.2)
+            said("-> alpha (fader)")
             cl.send_message("/livetex/learn", 0)
-            time.sleep(0.1)
+            said("MIDI learn off")
             ctl.cc(10, 0)                                   # the learned knob now moves alpha
             ctl.clock(100.0, 2.5)                           # MIDI clock: 100 bpm
         th = threading.Thread(target=controller, daemon=True)
@@ -482,15 +486,15 @@ def test_midi_port_vanishing_mid_set(play_bundle, midi_env, tmp_path):
                              capture_output=True, text=True, timeout=60, cwd=str(REPO))
     assert listing.returncode == 0 and "livetex-test-vanishing" in listing.stdout, listing.stdout + listing.stderr
     stats_p = tmp_path / "s.json"
-    proc = _popen(["play", play_bundle, "--headless", "--duration", "11", "--interpolate", "none", "--stats", stats_p,
+    proc = _popen(["play", play_bundle, "--headless", "--duration", "13", "--interpolate", "none", "--stats", stats_p,
                    "--midi", "vanishing", "--midi-map", mapfile, "--hud"], env)
     lines: list[str] = []
     try:
         _wait_line(proc, "MIDI in from", lines)
         drain = _drain(proc, lines)
-        time.sleep(1.5)
+        time.sleep(3.0)          # start-up (the clock starts after the first frames are decoded)
         ctl.cc(1, 127)
-        time.sleep(0.5)
+        time.sleep(1.0)
         ctl.close()
         time.sleep(2.5)
         ctl.open()
@@ -518,7 +522,7 @@ def test_midi_port_vanishing_mid_set(play_bundle, midi_env, tmp_path):
     assert 1.0 in ths and 0.0 in ths[ths.index(1.0):]     # before and after the port came back
     assert ths[-1] == pytest.approx(64 / 127, abs=1e-4)   # and after the reader was restarted
     assert sum("MIDI reader crashed" in m for m in msgs) == 1 and s["midi"]["restarts"] == 1
-    assert s["dropped"] <= 0.05 * 11 * s["fps_source"]
+    assert s["dropped"] <= 0.05 * 13 * s["fps_source"]
 
 
 def test_ndi_name_in_use_and_bad_rig_input(cli, play_bundle, ndi_env, tmp_path):

@@ -304,6 +304,7 @@ class MidiInput:
     def arm(self, action: str, how: str, value) -> None:
         with self._lock:
             self.armed = (action, how, value)
+        self._say(f"MIDI learn: {action} - now move a control")
 
     def _learn(self, kind: str, channel: int, number: int) -> None:
         action, how, value = self.armed
