@@ -248,6 +248,37 @@ _EXTERNAL = [("livetex.metrics", "add_parser"), ("livetex.plot", "add_parser"),
              ("livetex.player", "add_parser"), ("livetex.report", "add_parser")]
 
 
+EXAMPLES = {
+    None: """examples:
+  livetex demo                                        fit the bundled clip and render two textures
+  livetex fit my-clip.mp4 -o clip.bundle              fit your own clip
+  livetex play clip.bundle --audio mic --fullscreen   play it live, following the microphone
+  livetex COMMAND --help                              each command's options, with an example""",
+    "fit": "example:\n  livetex fit my-clip.mp4 -o clip.bundle --start 10 --end 130",
+    "info": "example:\n  livetex info clip.bundle --verify",
+    "render": "examples:\n  livetex render clip.bundle -o texture.mp4 --seconds 60\n"
+              "  livetex render clip.bundle -o song.mp4 --audio song.mp3",
+    "demo": "example:\n  livetex demo -o livetex-demo",
+    "methods": "example:\n  livetex methods",
+    "eval-timeline": "example:\n  livetex eval-timeline texture.json",
+    "plot": "example:\n  livetex plot clip.bundle -o matrix.png --timeline texture.json",
+    "play": """examples:
+  livetex play clip.bundle --audio mic --screen 1 --fullscreen       the room's microphone, on the projector
+  livetex play clip.bundle --audio song.mp3                          play a song and follow it
+  livetex play clip.bundle --audio mic --midi --ndi livetex --record set.mp4 --osc 9000 --osc-out 10.0.0.5:7000
+  livetex play --list-devices                                        audio devices and MIDI ports""",
+    "eval": "example:\n  livetex eval my-clip.mp4 --audio song.mp3 -o report",
+}
+
+
+def _add_examples(p: argparse.ArgumentParser, sub) -> None:
+    """Every --help ends with an example (the description's own line breaks are kept)."""
+    for name, sp in [(None, p), *sub.choices.items()]:
+        if name in EXAMPLES:
+            sp.epilog = EXAMPLES[name]
+            sp.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livetex", description="Real-time, audio-reactive video textures.")
     p.add_argument("--version", action="version", version=f"livetex {__version__}")
@@ -263,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         getattr(m, fn)(sub)
+    _add_examples(p, sub)
     return p
 
 

@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "play", help="play a bundle in real time in a window (optionally following a microphone or a song)",
         description="Play a fitted bundle as an endless video texture. Keys: Up/Down temperature, Left/Right "
-                    "alpha, ]/[ threshold, Space freeze, P pause, F fullscreen, H HUD, S screenshot, Q/Esc quit.")
+                    "alpha, ]/[ threshold, Space freeze, P pause, F fullscreen, H HUD, S screenshot, Q/Esc quit; "
+                    "T tap the tempo, =/- double/halve it, ,/. nudge it, R downbeat, L MIDI learn.")
     p.add_argument("bundle", nargs="?", help="bundle directory written by `livetex fit`")
     p.add_argument("--audio", default=None, metavar="mic|FILE",
                    help="follow the live microphone (`mic`) or play and follow an audio file")
@@ -98,14 +99,40 @@ def add_parser(sub) -> None:
                    help="listen for OSC on this UDP port (/livetex/temperature, /alpha, /threshold, ...)")
     p.add_argument("--osc-host", default="0.0.0.0", metavar="ADDR", help="OSC listen address (default all interfaces)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the walk (default: a new one each run)")
-    p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
+    p.add_argument("--list-devices", action="store_true", help="list the audio devices and MIDI ports and exit")
+    vj = p.add_argument_group("VJ rig: controllers, tempo, outputs")
+    vj.add_argument("--midi", nargs="?", const="", default=None, metavar="PORT",
+                    help="MIDI in: notes/CCs perform actions, MIDI clock drives the tempo; PORT is (part of) a port "
+                         "name, default the first one (--list-devices lists them); L toggles MIDI learn")
+    vj.add_argument("--midi-map", default=None, metavar="FILE.json",
+                    help="the MIDI mappings, read at start and written by MIDI learn "
+                         "(default ~/.config/livetex/midi-map.json)")
+    vj.add_argument("--bpm", type=_float_in(20.0, 300.0), default=120.0,
+                    help="starting tempo of the beat grid (T taps it, MIDI clock sets it; default 120)")
+    vj.add_argument("--link", action="store_true",
+                    help="share the tempo with an Ableton Link session (pip install 'livetex[link]': Link is "
+                         "GPL-licensed, so it is an optional extra, off by default)")
+    vj.add_argument("--osc-out", default=None, metavar="HOST:PORT",
+                    help="send level, bands, hits, bpm, the tempo and the texture's state over OSC "
+                         "(/livetex/out/...) so other tools can follow")
+    vj.add_argument("--ndi", default=None, metavar="NAME",
+                    help="send the picture over NDI as source NAME (Resolume, OBS, TouchDesigner, vMix)")
+    vj.add_argument("--record", default=None, metavar="FILE.mp4",
+                    help="record what is shown, with what is heard (H.264/AAC fragmented mp4; FILE.mp4.part "
+                         "until the player stops, playable even if it is killed)")
     p.set_defaults(func=cmd_play)
 
 
 def cmd_play(a) -> None:
     if a.list_devices:
+        from ..errors import LivetexError
         from .audio_in import device_table
-        print(device_table())
+        from .midi import port_table
+        try:
+            print(device_table())
+        except LivetexError as e:
+            print(f"audio: {e}")
+        print(port_table())
         return
     if not a.bundle:
         from ..errors import LivetexError
@@ -116,5 +143,6 @@ def cmd_play(a) -> None:
                      alpha=a.alpha, audio_model=a.audio_model, audio_walk=a.audio_walk, follow=a.follow,
                      interpolate=a.interpolate, duration=a.duration,
                      stats=a.stats, screenshot=a.screenshot, hud=a.hud, headless=a.headless, osc=a.osc,
-                     osc_host=a.osc_host, seed=a.seed)
+                     osc_host=a.osc_host, seed=a.seed, midi=a.midi, midi_map=a.midi_map, osc_out=a.osc_out,
+                     ndi=a.ndi, record=a.record, bpm=a.bpm, link=a.link)
     play(cfg)

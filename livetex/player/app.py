@@ -45,6 +45,13 @@ class PlayConfig:
     osc: int | None = None
     osc_host: str = "0.0.0.0"
     seed: int | None = None
+    midi: str | None = None        # None: no MIDI; "": the first input port; else (part of) a port name
+    midi_map: str | None = None    # the mappings file (default: midi.DEFAULT_MAP)
+    osc_out: str | None = None     # HOST:PORT
+    ndi: str | None = None         # NDI source name
+    record: str | None = None      # mp4 path
+    bpm: float = 120.0             # the tempo clock's starting tempo
+    link: bool = False             # join an Ableton Link session (GPL extra)
 
 
 def _log(msg: str) -> None:
@@ -105,6 +112,16 @@ def play(cfg: PlayConfig) -> dict:
     bundle = load_bundle(cfg.bundle)
     _check_writable(cfg.stats, "stats file")
     _check_writable(cfg.screenshot, "screenshot")
+    _check_writable(cfg.record, "recording")
+    if cfg.record and os.path.isdir(cfg.record):
+        raise LivetexError(f"cannot write the recording {cfg.record}: it is a directory")
+    osc_out_addr = None
+    if cfg.osc_out:
+        from .osc_out import parse_host_port
+        try:
+            osc_out_addr = parse_host_port(cfg.osc_out)
+        except ValueError as e:
+            raise LivetexError(f"--osc-out: {e}") from None
     from ..graph import Graph
     from ..texture import Walk
     graph = Graph.from_bundle(bundle)
@@ -118,6 +135,10 @@ def play(cfg: PlayConfig) -> dict:
     from ..conditioning import DEFAULT_ALPHA
     controls = Controls(tau, threshold, DEFAULT_ALPHA if cfg.alpha is None else cfg.alpha, hud=cfg.hud,
                         fullscreen=cfg.fullscreen)
+    from .actions import Actions
+    from .tempo import TempoClock
+    tempo = TempoClock(cfg.bpm)
+    actions = Actions(controls, tempo, stats)
 
     # ---- audio (devices are checked before any window opens)
     song_cond = live = mic = song_player = planner = None
@@ -190,12 +211,43 @@ def play(cfg: PlayConfig) -> dict:
     win = None
     scheduler = None
     started = False
+    midi = ndi = recorder = osc_out = link = None
+    if cfg.stats:
+        stats.stream_to_disk()         # every decision and frame, in constant memory (see stats.py)
     try:
+        # Outputs and MIDI are refused (one line) before the window opens, like the audio devices.
+        if cfg.midi is not None:
+            from .midi import DEFAULT_MAP, MidiInput
+            midi = MidiInput(cfg.midi or None, actions, cfg.midi_map or DEFAULT_MAP, stats)
+            stats.info["midi"] = {"port": midi.name, "api": midi.api, "map": midi.map.path,
+                                  "bindings": len(midi.map.bindings)}
+            _log(f"MIDI in from {midi.name!r} ({midi.api}), {len(midi.map.bindings)} mappings from {midi.map.path}"
+                 " (L: learn)")
+        if cfg.link:
+            from .link import LinkSync
+            link = LinkSync(tempo, stats)
+            _log("Ableton Link on: the tempo is shared with the session's peers")
+        from .audio_in import MicTap, SongTap
+
+        def tap():
+            return MicTap(mic) if mic is not None else SongTap(song_player) if song_player is not None else None
+        if cfg.ndi:
+            from .ndi import NdiOut
+            ndi = NdiOut(cfg.ndi, bundle.store.size, fps, stats)
+            _log(f"NDI: sending {bundle.store.size[0]}x{bundle.store.size[1]} at {fps:g} fps as {ndi.source_name!r}")
+        if cfg.record:
+            from .record import Recorder
+            recorder = Recorder(cfg.record, bundle.store.size, fps, audio=tap(), stats=stats, controls=controls)
+            _log(f"recording to {cfg.record} (until it stops: {recorder.part})")
+        if osc_out_addr is not None:
+            from .osc_out import OscOut
+            osc_out = OscOut(*osc_out_addr, tempo=tempo, n_source=bundle.n_frames, audio=tap(), stats=stats)
+            _log(f"OSC out to {cfg.osc_out} (/livetex/out/level, /bands, /hit, /bpm, /tempo, /segment, /position)")
         win = open_window(size, cfg.fullscreen, cfg.headless, caption=f"livetex - {os.path.basename(bundle.path)}",
                           screen=cfg.screen)
         if cfg.osc is not None:
             from .osc import OscServer
-            osc = OscServer(controls, cfg.osc_host, cfg.osc, stats).start()
+            osc = OscServer(actions, cfg.osc_host, cfg.osc, stats).start()
             stats.info["osc_port"] = osc.port
             _log(f"OSC listening on {cfg.osc_host}:{osc.port} (/livetex/temperature, /alpha, /threshold, ...)")
         scheduler = Scheduler(walk, seg, fps, clock, controls, prefetcher, stats, start, song=song_cond,
@@ -208,8 +260,18 @@ def play(cfg: PlayConfig) -> dict:
                 return f"song {clock.now():.1f}/{song_player.duration:.1f} s"
             return "no audio: unconditional"
 
+        sinks = [o for o in (ndi, recorder, osc_out) if o is not None]
+        outputs = [o.status for o in (midi, link, ndi, recorder) if o is not None]
         pw = PlayerWindow(win, bundle.store.size, fps, bundle.n_frames, controls, stats, prefetcher, clock,
-                          status=status, headless=cfg.headless)
+                          status=status, headless=cfg.headless, actions=actions, sinks=sinks, outputs=outputs)
+
+        def beat_of_step(rec: dict) -> None:
+            # Where the step's first frame falls on the beat grid (lead_ms: how far ahead it was decided).
+            rec["beat"] = round(tempo.beat(time.perf_counter() + rec["lead_ms"] / 1000.0), 3)
+        scheduler.listeners.append(beat_of_step)
+        if osc_out is not None:
+            osc_out.set_source_of(lambda: pw.cur_src)
+            scheduler.listeners.append(osc_out.on_step)
         pw.prewarm()
         scheduler.warm_up()
         if seamer is not None:
@@ -222,6 +284,9 @@ def play(cfg: PlayConfig) -> dict:
             song_player.start()
         else:
             clock.start()
+        for o in (midi, link, ndi, recorder, osc_out):
+            if o is not None:
+                o.start()
         scheduler.start()
         started = True
         end = cfg.duration if cfg.duration is not None else float("inf")
@@ -242,6 +307,22 @@ def play(cfg: PlayConfig) -> dict:
     finally:
         if scheduler is not None:
             scheduler.stop()
+        if recorder is not None:
+            stats.info["record"] = recorder.close() if started else recorder.abort()
+        if ndi is not None:
+            ndi.close()
+            stats.info["ndi"] = ndi.info()
+        if osc_out is not None:
+            osc_out.close()
+            stats.info["osc_out"] = {"to": cfg.osc_out, "sent": osc_out.sent, "errors": osc_out.errors}
+        if midi is not None:
+            midi.close()
+            stats.info["midi"].update(received=midi.received, clock_pulses=midi.clock_pulses, lost=midi.lost,
+                                      bindings=len(midi.map.bindings), restarts=midi.restarts)
+        if link is not None:
+            link.close()
+            stats.info["link"] = {"peers_end": link.peers}
+        stats.info["tempo_end"] = tempo.snapshot()
         if osc is not None:
             osc.close()
             stats.info["osc_messages"] = osc.received
@@ -268,5 +349,6 @@ def play(cfg: PlayConfig) -> dict:
                 pass
         result = stats.to_dict()
         if cfg.stats and started:         # a run that never started has nothing to report
-            stats.write(cfg.stats)
+            stats.write(cfg.stats, result)
+        stats.close_stream()
     return result

@@ -417,3 +417,41 @@ class WallClock:
             self._t0 = None
         elif not p and self._t0 is None:
             self._t0 = time.perf_counter()
+
+
+# --------------------------------------------------------------------------------------------- taps
+class MicTap:
+    """New microphone samples since the last read, for a reader beside the scheduler (--osc-out,
+    --record); each reader has its own tap."""
+
+    def __init__(self, mic):
+        self.mic, self.sr = mic, mic.ring.sr
+        self.pos = mic.ring.total
+
+    def sync(self) -> None:
+        """Start from now (the recording starts with the clock)."""
+        self.pos = self.mic.ring.total
+
+    def read(self) -> np.ndarray:
+        x, start, end = self.mic.ring.since(self.pos)
+        self.pos = end
+        return x
+
+
+class SongTap:
+    """The song's samples (mono) up to what the clock says has been heard, since the last read."""
+
+    def __init__(self, player):
+        self.player, self.sr = player, player.sr
+        self.pos = 0
+
+    def sync(self) -> None:
+        self.pos = min(int(self.player.now() * self.sr), len(self.player.y))
+
+    def read(self) -> np.ndarray:
+        end = min(int(self.player.now() * self.sr), len(self.player.y))
+        if end <= self.pos:
+            return np.zeros(0, np.float32)
+        x = self.player.y[self.pos:end].mean(axis=1)
+        self.pos = end
+        return x

@@ -78,6 +78,11 @@ class Controls:
         with self._lock:
             self.version += 1
 
+    def bump(self) -> None:
+        """Something the HUD shows changed outside these knobs (tempo, MIDI learn)."""
+        with self._lock:
+            self.version += 1
+
     def snapshot(self) -> dict:
         with self._lock:
             return {k: getattr(self, k) for k in PARAMS + SWITCHES}

@@ -1,48 +1,52 @@
-"""OSC control (python-osc, UDP): the keyboard's knobs for a controller, TouchDesigner or Resolume.
+"""OSC control (python-osc, UDP): every action of the table (actions.py) at ``/livetex/<name>``.
 
-Addresses (``--osc PORT``)::
+Addresses (``--osc PORT``), as listed by ``livetex play --help``::
 
     /livetex/temperature  f      sampling temperature (clamped to 0.001..10)
     /livetex/threshold    f      0..1
     /livetex/alpha        f      0..1 (visual weight in the audio mix)
-    /livetex/freeze       [i]    1 freeze / 0 unfreeze / no argument: toggle   (same for the next three)
-    /livetex/paused       [i]
-    /livetex/hud          [i]
-    /livetex/fullscreen   [i]
+    /livetex/bpm          f      tempo of the beat grid
+    /livetex/freeze       [i]    1 freeze / 0 unfreeze / no argument: toggle   (same for paused, hud,
+                                 fullscreen, learn)
+    /livetex/tap /double /half /nudge_later /nudge_earlier /resync      the tempo clock
     /livetex/screenshot   [s]    save a PNG (default name: livetex-<time>.png)
     /livetex/quit
 
-``/livetex/pause`` is accepted for ``/livetex/paused``. A bad message (unknown address, a string where
-a number belongs) is reported once on stderr and ignored: a controller cannot stop the show.
+``/livetex/pause`` is accepted for ``/livetex/paused``. In MIDI learn mode a message arms its action
+for the next MIDI control instead of performing it, as a key press does. A bad message (unknown
+address, a string where a number belongs) is reported once on stderr and ignored: a controller
+cannot stop the show.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 
 from ..errors import LivetexError
-from .controls import PARAMS, SWITCHES
+from .actions import ALIASES, TABLE, Actions
 
 PREFIX = "/livetex"
 
 
 class OscServer:
-    def __init__(self, controls, host: str, port: int, stats=None):
+    """``target``: an :class:`Actions` (or a bare Controls, given its own tempo clock)."""
+
+    def __init__(self, target, host: str, port: int, stats=None):
         from pythonosc.dispatcher import Dispatcher
         from pythonosc.osc_server import BlockingOSCUDPServer
 
-        self.controls, self.stats = controls, stats
+        if not isinstance(target, Actions):
+            from .tempo import TempoClock
+            target = Actions(target, TempoClock(), stats)
+        self.actions, self.stats = target, stats
+        self.controls = target.controls
         self.received = 0
         self._complained: set[str] = set()
         d = Dispatcher()
-        for name in PARAMS:
-            d.map(f"{PREFIX}/{name}", self._param(name))
-        for name in SWITCHES:
-            d.map(f"{PREFIX}/{name}", self._switch(name))
-        d.map(f"{PREFIX}/pause", self._switch("paused"))
-        d.map(f"{PREFIX}/screenshot", self._screenshot)
-        d.map(f"{PREFIX}/quit", lambda addr, *a: self._count() or controls.request("quit"))
+        for a in TABLE:
+            d.map(f"{PREFIX}/{a.name}", self._handler(a.name, a.kind))
+        for alias, name in ALIASES.items():
+            d.map(f"{PREFIX}/{alias}", self._handler(name, "switch"))
         d.set_default_handler(self._unknown)
         try:
             self.server = BlockingOSCUDPServer((host, port), d)
@@ -60,46 +64,38 @@ class OscServer:
         self.server.shutdown()
         self.server.server_close()
 
-    def _count(self) -> None:
-        self.received += 1
-
     def _complain(self, key: str, msg: str) -> None:
         if key not in self._complained:
             self._complained.add(key)
             if self.stats is not None:
                 self.stats.event(f"OSC: {msg} (ignored; further ones are not reported)")
 
-    def _param(self, name):
+    def _handler(self, name: str, kind: str):
         def handler(addr, *args):
-            self._count()
-            try:
-                v = self.controls.set(name, args[0])
-            except (IndexError, TypeError, ValueError):
-                self._complain(addr, f"{addr} needs one number, got {list(args)!r}")
+            self.received += 1
+            if kind == "param":
+                how, value, need = "set", (args[0] if args else None), "one number"
+            elif kind == "switch":
+                how, value, need = ("set", args[0], "0/1 or nothing") if args else ("press", None, "")
+            else:
+                how, value, need = "press", (args[0] if args else None), ""
+            learner = self.actions.learner
+            if learner is not None and learner.learning and name != "learn":
+                learner.arm(name, "step" if kind == "param" else "press", 1.0 if kind == "param" else None)
+                self.controls.bump()
                 return
-            if self.stats is not None:
-                self.stats.event(f"OSC {addr} -> {v:.4g}", echo=False)
-        return handler
-
-    def _switch(self, name):
-        def handler(addr, *args):
-            self._count()
             try:
-                v = self.controls.toggle(name) if not args else self.controls.set(name, float(args[0]) != 0.0)
+                if value is None and kind == "param":
+                    raise TypeError
+                v = self.actions.perform(name, how, value)
             except (TypeError, ValueError):
-                self._complain(addr, f"{addr} takes 0/1 or nothing, got {list(args)!r}")
+                self._complain(addr, f"{addr} needs {need}, got {list(args)!r}")
                 return
-            if name == "fullscreen":
-                self.controls.request("fullscreen")
             if self.stats is not None:
-                self.stats.event(f"OSC {addr} -> {v}", echo=False)
+                self.stats.event(f"OSC {addr} -> {v:.4g}" if isinstance(v, float) else f"OSC {addr} -> {v}",
+                                 echo=False)
         return handler
-
-    def _screenshot(self, addr, *args):
-        self._count()
-        path = str(args[0]) if args else time.strftime("livetex-%Y%m%d-%H%M%S.png")
-        self.controls.request("screenshot", path)
 
     def _unknown(self, addr, *args):
-        self._count()
+        self.received += 1
         self._complain(addr, f"unknown address {addr}")

@@ -41,6 +41,8 @@ from collections import deque
 
 import numpy as np
 
+from .stats import Measure
+
 POLL_S = 0.02             # longest sleep while waiting for the clock (it may be paused or audio-driven)
 DECIDE_BUDGET_S = 0.06    # time kept before a step's first frame for decoding it
 SLACK_S = 0.04            # live audio windows complete this long before their step's deadline
@@ -94,11 +96,13 @@ class Scheduler(threading.Thread):
         self._preroll = True
         self.seam_end = 0                # first output frame not claimed by a seam yet
         self.prev_src = int(start)       # source frame shown at the last output frame decided
-        self.seam_s: deque = deque(maxlen=100000)   # every seam made while playing (s)
+        self.seam_s = Measure()          # every seam made while playing (s)
         self._recent_seams: deque = deque(maxlen=20)
         self.seams_late = 0
         self.condition_errors = 0
         self._seam_q: queue.Queue = queue.Queue()
+        self.listeners: list = []        # callables given every decision record before it is logged (the
+                                         # tempo clock's beat is added; --osc-out sends the texture state)
         self._seam_thread = None
         if self.seam_before:
             self._seam_thread = threading.Thread(target=self._seam_worker, name="livetex-seams", daemon=True)
@@ -256,20 +260,31 @@ class Scheduler(threading.Thread):
         if k > 0:
             self.stats.lead_s.append(t_k - now)
         self.stats.add(decisions=1, jumps=len(jumps), conditioned=int(extra is not None))
-        rec = {"k": k, "frame": int(frames[0]), "jumps": [int(j) for j in jumps], "t": round(now, 4),
+        rec = {"k": k, "frame": int(frames[0]), "segment": int(self._seg_of[frames[-1]]), "jump": bool(jumps),
+               "jumps": [int(j) for j in jumps], "t": round(now, 4),
                "lead_ms": round((t_k - now) * 1000, 1), "temperature": round(w.temperature, 5),
                "threshold": round(w.threshold, 4), "alpha": round(alpha, 4), "conditioned": extra is not None, **info}
         if extra is not None:
             # How much the audio favoured what is shown: 1 = indifferent, > 1 = the audio's pick.
             rec["audio_pref"] = round(float(extra[self._seg_of[frames[-1]]]) * len(extra), 4)
+        prev = {j: int(frames[j - b0 - 1]) if j > b0 else self._last_src for j in jumps}
+        if jumps:
+            rec["cuts"] = [[prev[j], int(frames[j - b0])] for j in jumps]      # source frames: from, to
         if jumps and self.seam_before:
-            prev = {j: int(frames[j - b0 - 1]) if j > b0 else self._last_src for j in jumps}
             for j in jumps:
                 self._seam(j, prev[j], int(frames[j - b0]), rec)
         self._last_src = int(frames[-1])
         if k > 0:
+            self._publish(rec)
             self.stats.record(rec)
         self.k = k + 1
+
+    def _publish(self, rec: dict) -> None:
+        for fn in self.listeners:
+            try:
+                fn(rec)
+            except Exception:      # an output's fault never stops the walk (it reports its own)
+                pass
 
     def _planner(self, k: int, extra, alpha: float):
         """The song's planner if it applies to step k as the controls stand, else None (and, if the

@@ -17,11 +17,12 @@ import time
 import numpy as np
 
 from ..errors import LivetexError
+from .actions import KEY_HELP
 
+HUD_LINES = 5
 HUD_PERIOD_S = 0.25      # HUD text is re-laid out at most this often (text layout is not free)
 MAX_SLEEP_S = 0.008      # longest sleep of the loop: keys stay responsive, few wake-ups on a busy CPU
 
-HELP = "Up/Dn tau  Lt/Rt alpha  [ ] threshold  Space freeze  P pause  F full  H hud  S shot  Q quit"
 LINE_H = 17
 
 
@@ -105,7 +106,7 @@ class PlayerWindow:
     """
 
     def __init__(self, window, store_size, fps: float, n_source: int, controls, stats, prefetcher, clock,
-                 status=lambda: "", headless: bool = False):
+                 status=lambda: "", headless: bool = False, actions=None, sinks=(), outputs=()):
         import pyglet
         from pyglet import gl
         self.pyglet, self.gl = pyglet, gl
@@ -114,6 +115,16 @@ class PlayerWindow:
         self.n_source = int(n_source)
         self.controls, self.stats, self.prefetcher, self.clock = controls, stats, prefetcher, clock
         self.status = status
+        if actions is None:
+            from .actions import Actions
+            from .tempo import TempoClock
+            actions = Actions(controls, TempoClock(), stats)
+        self.actions, self.tempo = actions, actions.tempo
+        # Where every output frame slot also goes (NDI, the recording): ``sink.frame(n, rgb)`` must
+        # not block; a frame slot with no new picture repeats the last one, as the screen does.
+        self.sinks = list(sinks)
+        self._last_rgb = None
+        self.outputs = list(outputs)       # callables -> a short state line each for the HUD (MIDI, NDI, REC)
         self.headless = headless
         self.tw, self.th = store_size
         self.tex = pyglet.image.Texture.create(self.tw, self.th, internalformat=gl.GL_RGB8)
@@ -167,10 +178,11 @@ class PlayerWindow:
     def _make_hud(self) -> None:
         p = self.pyglet
         b = self.hud_batch
-        self.hud_bg = p.shapes.Rectangle(0, 0, 400, 4 * LINE_H + 10, color=(0, 0, 0, 160), batch=b)
-        self.labels = [p.text.Label("", font_size=10 if i < 3 else 8, x=8, y=0, anchor_y="top",
-                                    color=(255, 255, 255, 255) if i < 3 else (200, 200, 200, 255), batch=b)
-                       for i in range(4)]
+        self.hud_bg = p.shapes.Rectangle(0, 0, 400, HUD_LINES * LINE_H + 10, color=(0, 0, 0, 160), batch=b)
+        self.labels = [p.text.Label("", font_size=10 if i < HUD_LINES - 1 else 8, x=8, y=0, anchor_y="top",
+                                    color=(255, 255, 255, 255) if i < HUD_LINES - 1 else (200, 200, 200, 255),
+                                    batch=b)
+                       for i in range(HUD_LINES)]
         self.bar_bg = p.shapes.Rectangle(0, 0, 10, 6, color=(90, 90, 90, 200), batch=b)
         self.bar_mark = p.shapes.Rectangle(0, 0, 6, 6, color=(255, 200, 0, 255), batch=b)
 
@@ -181,7 +193,7 @@ class PlayerWindow:
         st, c = self.stats, self.controls
         span = (st.last_frame_t - st.first_frame_t) if st.first_frame_t is not None else 0
         fps = (st.frames_shown + st.frozen_frames - 1) / span if span > 0 else 0.0
-        lat = list(st.latency_s)[-200:]
+        lat = st.latency_s.recent(200)
         lat_txt = (f"audio latency {np.percentile(lat, 50) * 1000:.0f}/{np.percentile(lat, 99) * 1000:.0f} ms"
                    if lat else "")
         flags = "  FROZEN" if c.freeze else ""
@@ -191,7 +203,11 @@ class PlayerWindow:
         self.labels[1].text = (f"tau {c.temperature:.3g}  alpha {c.alpha:.2f}  threshold {c.threshold:.2f}  "
                                f"jumps {st.jumps}/{st.decisions}  frame {max(self.cur_src, 0)}/{self.n_source}")
         self.labels[2].text = self.status()
-        self.labels[3].text = HELP
+        tp = self.tempo.snapshot()
+        beat = "*" if tp["phase"] < 0.2 else "."
+        self.labels[3].text = "  ".join([f"{tp['bpm']:.1f} bpm ({tp['source']})  beat {tp['bar_beat']} {beat}"]
+                                        + [t for t in (f() for f in self.outputs) if t])
+        self.labels[4].text = KEY_HELP
         W = self.win.width
         self.hud_bg.width = min(W, 16 + max(lab.content_width for lab in self.labels))
         self.bar_mark.x = (max(self.cur_src, 0) / max(1, self.n_source - 1)) * (W - self.bar_mark.width)
@@ -209,28 +225,8 @@ class PlayerWindow:
 
     # ---- keys
     def on_key_press(self, symbol, modifiers):
-        k = self.pyglet.window.key
-        c = self.controls
-        if symbol in (k.UP, k.DOWN):
-            c.nudge("temperature", 1 if symbol == k.UP else -1)
-        elif symbol in (k.RIGHT, k.LEFT):
-            c.nudge("alpha", 1 if symbol == k.RIGHT else -1)
-        elif symbol in (k.BRACKETRIGHT, k.BRACKETLEFT, k.PAGEUP, k.PAGEDOWN):
-            c.nudge("threshold", 1 if symbol in (k.BRACKETRIGHT, k.PAGEUP) else -1)
-        elif symbol == k.SPACE:
-            c.toggle("freeze")
-        elif symbol == k.P:
-            c.toggle("paused")
-        elif symbol == k.F:
-            c.toggle("fullscreen")
-            c.request("fullscreen")
-        elif symbol == k.H:
-            c.toggle("hud")
-        elif symbol == k.S:
-            c.request("screenshot", time.strftime("livetex-%Y%m%d-%H%M%S.png"))
-        elif symbol in (k.Q, k.ESCAPE):
-            c.request("quit")
-        else:
+        name = self.pyglet.window.key.symbol_string(symbol)
+        if self.actions.key(name) is None:
             return None
         return True   # handled: stops pyglet's default (Esc would close the window behind our back)
 
@@ -296,6 +292,10 @@ class PlayerWindow:
                 self.win.set_fullscreen(c.fullscreen, screen=self.win.screen if c.fullscreen else None)
                 self._layout()
 
+    def _send(self, n: int, rgb: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.frame(n, rgb)
+
     # ---- the loop
     def run(self, should_stop) -> None:
         """Draw until ``should_stop(clock_time)`` is true, the window closes, or quit is asked."""
@@ -320,6 +320,9 @@ class PlayerWindow:
             wall = time.perf_counter()
             if n > self.shown_n:
                 skipped = n - self.shown_n - 1 if self.shown_n >= 0 else 0
+                if self._last_rgb is not None:
+                    for m in range(self.shown_n + 1, n):     # slots the loop slept through: the old picture
+                        self._send(m, self._last_rgb)
                 item = self.prefetcher.take(n)
                 if c.freeze:
                     st.frozen_frames += n - max(self.shown_n, -1)
@@ -332,6 +335,7 @@ class PlayerWindow:
                     else:
                         src, rgb = item
                         self.upload(rgb)
+                        self._last_rgb = rgb
                         self.cur_src = src
                         st.frames_shown += 1
                         st.shown_src.append(int(src))
@@ -340,6 +344,8 @@ class PlayerWindow:
                             st.first_frame_t = t_shown
                         st.last_frame_t = t_shown
                 self.shown_n = n
+                if self._last_rgb is not None:
+                    self._send(n, self._last_rgb)
                 if c.hud:
                     self._update_hud(wall)
                 self.draw()
