@@ -101,8 +101,9 @@ def fit(video: str, out: str, cfg: FitConfig | None = None, force: bool = False,
             else:
                 y = fit_length(y, int(round(n / fps * AUDIO_SR)))
                 bw.add_array("audio", y.astype(np.float32), sr=AUDIO_SR)
-        codes = pixel_codes(np.load(bw.file("thumbs.npy"), mmap_mode="r"), seg)
-        bw.add_array("pixel_codes", codes)
+        if cfg.model:
+            # the segment samplers' pixel term (--method pixel, learned): computed on demand otherwise
+            bw.add_array("pixel_codes", pixel_codes(np.load(bw.file("thumbs.npy"), mmap_mode="r"), seg))
         # HOOK(audio): source-audio embeddings are added here by livetex.audio (issue 4).
         from .audio.fit import fit_audio
         # Without --model no training at all: the audio-visual model is skipped too (features stay).

@@ -164,15 +164,18 @@ def descriptors(grey: np.ndarray, small: int = 16, dims: int = 48, seed: int = 0
         f = np.arange(a, b)
         return np.hstack([s[idx(f - 1)] - mean, s[f] - mean, s[idx(f + 1)] - mean])
 
-    omega = rng.standard_normal((d3, k)).astype(np.float32)
-    y = np.vstack([stacked(a, min(n, a + block)) @ omega for a in range(0, n, block)])
-    for _ in range(2):                                     # power iterations sharpen the spectrum
+    if n <= 4096:                                          # small clip: the exact decomposition is cheap
+        _, _, vt = np.linalg.svd(stacked(0, n), full_matrices=False)
+    else:
+        omega = rng.standard_normal((d3, k)).astype(np.float32)
+        y = np.vstack([stacked(a, min(n, a + block)) @ omega for a in range(0, n, block)])
+        for _ in range(2):                                 # power iterations sharpen the spectrum
+            y, _ = np.linalg.qr(y)
+            z = sum(stacked(a, min(n, a + block)).T @ y[a:a + block] for a in range(0, n, block))
+            y = np.vstack([stacked(a, min(n, a + block)) @ z for a in range(0, n, block)])
         y, _ = np.linalg.qr(y)
-        z = sum(stacked(a, min(n, a + block)).T @ y[a:a + block] for a in range(0, n, block))
-        y = np.vstack([stacked(a, min(n, a + block)) @ z for a in range(0, n, block)])
-    y, _ = np.linalg.qr(y)
-    bt = sum(y[a:a + block].T @ stacked(a, min(n, a + block)) for a in range(0, n, block))   # (k, d3)
-    _, _, vt = np.linalg.svd(bt, full_matrices=False)
+        bt = sum(y[a:a + block].T @ stacked(a, min(n, a + block)) for a in range(0, n, block))   # (k, d3)
+        _, _, vt = np.linalg.svd(bt, full_matrices=False)
     basis = vt[:dims].T.astype(np.float32)
     out = np.zeros((n, dims), np.float32)
     for a in range(0, n, block):

@@ -38,8 +38,10 @@ DS_WINDOW_S = 30.0
 REVISIT_S = 5.0
 RESHOWN_S = 20.0
 CONTEXT = 6             # frames each side whose median change is "the motion around" a jump
-GHOST = 0.5             # ghost_score above which a frame counts as a double exposure (a cross-fade
-                        # scores 0.85-1; RIFE's one body in between 0.1-0.4, its blurred doubles 0.4-0.5)
+GHOST = 0.6             # ghost_score above which a frame counts as a double exposure, measured at
+GHOST_SIDE = 256        # this many pixels on the frame's longer side: a cross-fade of two poses scores
+                        # 0.95-1 there, RIFE's one body in between 0.2-0.5. At 64 px a moving hand's
+                        # motion blur and a doubled hand look alike (0.5-0.65), at 256 px they do not
 PARTS = 10
 
 
@@ -241,14 +243,26 @@ def timeline_metrics(bundle, tl: Timeline, grey: np.ndarray | None = None, cache
     }
 
 
-def output_grey(video: str, size: int = 64):
+def output_grey(video: str, size: int = 64, detail: set | None = None):
     """Yield the grey 64 px frames of a rendered video, made like the bundle's thumbnails (RGB area-
-    resized to ``size`` x ``size``, then Rec. 601 luma)."""
+    resized to ``size`` x ``size``, then Rec. 601 luma); with ``detail`` (output frame indices), yield
+    (grey, the frame's :func:`detail_grey` or None) pairs instead."""
     import cv2
     from .media.video import iter_frames
     w = np.array([0.299, 0.587, 0.114], np.float32)
-    for rgb in iter_frames(video):
-        yield cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) @ w
+    for i, rgb in enumerate(iter_frames(video)):
+        g = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) @ w
+        yield g if detail is None else (g, detail_grey(rgb) if i in detail else None)
+
+
+def detail_grey(rgb: np.ndarray, side: int = GHOST_SIDE) -> np.ndarray:
+    """A frame as float32 grey with ``side`` pixels on its longer side (aspect kept): where double
+    exposures are judged."""
+    import cv2
+    h, w = rgb.shape[:2]
+    s = min(1.0, side / max(h, w))
+    small = cv2.resize(rgb, (max(1, int(round(w * s))), max(1, int(round(h * s)))), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def rendered_seams(bundle, tl: Timeline, video: str, grey: np.ndarray | None = None,
@@ -266,14 +280,6 @@ def rendered_seams(bundle, tl: Timeline, video: str, grey: np.ndarray | None = N
     grey = grey_thumbs(bundle) if grey is None else grey
     cache = {} if cache is None else cache
     f = np.asarray(tl.frames)
-    out = np.stack(list(output_grey(video)))
-    if len(out) != len(f):
-        from .errors import LivetexError
-        raise LivetexError(f"{video} has {len(out)} frames, its timeline {len(f)}: they do not belong together")
-    sc = cache.get("source_ch")
-    if sc is None:
-        sc = cache["source_ch"] = changes(grey)
-    out_ch = changes(out)
     seam = tl.params.get("seam") or {}
     before, after = int(seam.get("before", 0)), int(seam.get("after", 0))
     jumps = [int(j) for j in tl.jumps if 0 < int(j) < len(f)]
@@ -281,6 +287,18 @@ def rendered_seams(bundle, tl: Timeline, video: str, grey: np.ndarray | None = N
         plan = plan_seams(f, jumps, bundle.n_frames, before, after)
     else:
         plan = []
+    want = {i for s in plan for i in range(s.start, s.end)}
+    pairs = list(output_grey(video, detail=want))
+    out = np.stack([g for g, _ in pairs])
+    detail = {i: d for i, (_, d) in enumerate(pairs) if d is not None}
+    del pairs
+    if len(out) != len(f):
+        from .errors import LivetexError
+        raise LivetexError(f"{video} has {len(out)} frames, its timeline {len(f)}: they do not belong together")
+    sc = cache.get("source_ch")
+    if sc is None:
+        sc = cache["source_ch"] = changes(grey)
+    out_ch = changes(out)
     by_jump = {s.jump: s for s in plan}
     rows = []
     for j in jumps:
@@ -291,7 +309,8 @@ def rendered_seams(bundle, tl: Timeline, video: str, grey: np.ndarray | None = N
         thr = visible_ratio(sc, hi - lo, cache)
         ghost = 0.0
         if s is not None:
-            ghost = max(ghost_score(out[s.start + i], grey[a], grey[b]) for i, (a, b) in enumerate(zip(s.a_idx, s.b_idx)))
+            src = lambda k: detail_grey(bundle.store.frame(int(k)))  # noqa: E731
+            ghost = max(ghost_score(detail[s.start + i], src(a), src(b)) for i, (a, b) in enumerate(zip(s.a_idx, s.b_idx)))
         rows.append({"jump": j, "from": int(f[j - 1]), "to": int(f[j]), "ratio": round(ratio, 3),
                      "threshold": round(thr, 3), "ghost": round(ghost, 3),
                      "visible": bool(ratio > thr), "ghosted": bool(ghost > GHOST)})

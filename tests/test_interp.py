@@ -298,7 +298,7 @@ def test_rife_follows_a_pan_where_the_fade_ghosts():
 def test_render_and_live_settings():
     assert seams.render_config("rife") == seams.RENDER_RIFE and seams.render_config("flow") == seams.RENDER
     assert seams.RENDER_RIFE.before + seams.RENDER_RIFE.after > seams.RENDER.before + seams.RENDER.after
-    assert seams.RENDER_RIFE.rife_passes == 0
+    assert seams.RENDER_RIFE.rife_passes == 1 and seams.LIVE.rife_passes == 1
     assert seams.LIVE.rife_height < seams.RENDER_RIFE.rife_height
     assert "rife" in seams.MODES
 

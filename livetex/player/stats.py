@@ -19,6 +19,8 @@ import numpy as np
 
 RECENT = 4096          # exact samples kept per measure (the HUD's recent percentiles, short runs' tests)
 RECENT_RECORDS = 2000  # decisions kept in memory; with --stats every one is streamed to a side file
+SETTLE_RECORDS = 32    # ... that many decisions after it was taken: its seams (made on their own thread,
+                       # at most SEAM_BUDGET_MAX_S later) have filled in their notes by then
 MAX_EVENTS = 1000      # a fault that repeats forever must not grow memory either
 HIST_PER_DECADE = 200  # a measure's whole-run percentiles come from a log histogram: 1.2 % resolution
 HIST_DECADES = (-6, 3)  # 1 us .. 1000 s (negative values: lead times of late steps, mirrored)
@@ -134,6 +136,7 @@ class Stats:
         self.events: deque = deque(maxlen=MAX_EVENTS)
         self.n_events = 0
         self._stream = None          # side files every decision and shown frame goes to (--stats)
+        self._settling: deque = deque()   # decisions not written yet (their seam notes may still change)
         self.info: dict = {}
         self.first_frame_t: float | None = None   # clock seconds of the first / last frame shown
         self.last_frame_t: float | None = None
@@ -174,7 +177,9 @@ class Stats:
                 del self.records[:-RECENT_RECORDS]
             self.n_records += 1
             if self._stream is not None:
-                self._stream[0].write(json.dumps(rec) + "\n")
+                self._settling.append(rec)
+                while len(self._settling) > SETTLE_RECORDS:
+                    self._stream[0].write(json.dumps(self._settling.popleft()) + "\n")
 
     def cpu(self) -> dict:
         wall = time.perf_counter() - self.wall0
@@ -223,6 +228,8 @@ class Stats:
         if self._stream is None:
             return list(self.records)      # the most recent ones
         f, path = self._stream
+        while self._settling:
+            f.write(json.dumps(self._settling.popleft()) + "\n")
         f.flush()
         with open(path) as g:
             return [json.loads(line) for line in g]
