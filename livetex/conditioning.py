@@ -234,6 +234,7 @@ class SongEvidence:
 
 
 
+LOCK_STAGES = 3        # the planner's model of the dwell after a cut (Planner)
 HORIZON_S = 2.0        # a live walk plans this far ahead, assuming the music it hears now goes on
 
 
@@ -275,16 +276,17 @@ class Planner:
     A hidden Markov model over source frames, one state per output frame: the prior is the walk's own
     memoryless transitions (:meth:`livetex.texture.Walk.prior_table`: play on, or take an exit at the
     walk's hazard, exits weighted by their seam cost), the evidence :class:`SongEvidence`, each step's
-    nats spread over the frames shown during it. Every frame has two copies: *free* (the walk may cut)
-    and *locked* (it has just landed and must show its dwell first; it unlocks with chance 1/dwell per
-    frame), so a plan knows that a cut taken just before the music changes leaves it stuck through the
-    change. A backward pass gives ``b_t``, how well the song from output frame t + 1 on can be
+    nats spread over the frames shown during it. Every frame has a *free* copy (the walk may cut) and
+    LOCK_STAGES *locked* ones (it has just landed and must show its dwell first; it moves on a stage
+    with chance LOCK_STAGES / dwell per frame), so a plan knows that a cut taken just before the music
+    changes leaves it stuck through the change. A backward pass gives ``b_t``, how well the song from output frame t + 1 on can be
     followed from each copy of each frame; the walk then runs forward with its own history rules
     (dwell, no return), each frame drawn from its options times the evidence and ``b``. Because the
     song is known in advance, a cut is taken where the graph offers a good one, ahead of the change in
     the music it prepares for.
 
-    Memory: ``b`` is kept at every step boundary (2 x K x n) and recomputed within a step when walked.
+    Memory: ``b`` is kept at every step boundary ((1 + LOCK_STAGES) x K x n) and recomputed within a
+    step when walked.
     Cost: O(T n k) for T output frames, n source frames, k exits.
     """
 
@@ -303,7 +305,9 @@ class Planner:
         self.targets, self.probs = walk.prior_table()
         self.cont = walk.continuing()
         self.succ = np.minimum(np.arange(n) + 1, n - 1)
-        self.unlock = 1.0 / max(1, walk.dwell)
+        # the dwell after a landing, as LOCK_STAGES locked stages the walk leaves at rate LOCK_STAGES / dwell
+        # each (an Erlang dwell: as long on average, and far less often short than one geometric stage)
+        self.unlock = min(1.0, LOCK_STAGES / max(1, walk.dwell))
         # The backward pass's arrays, in float32 (half the memory traffic of a step; messages are kept
         # in logs, so the range is not a concern): exits, playing on from a free frame, playing on or
         # unlocking from a locked one, and a locked dead end's forced exits.
@@ -321,8 +325,8 @@ class Planner:
         W, S = seg.window_frames, seg.stride_frames
         # log b is kept at checkpoints (the last frame before every step, frame 0 and the last frame)
         self.stops = np.unique(np.concatenate([[0], np.arange(W, self.n_out, S) - 1, [self.n_out - 1]]))
-        self.check = np.zeros((len(self.stops), 2, n), np.float32)
-        lb = np.zeros((2, n))
+        self.check = np.zeros((len(self.stops), 1 + LOCK_STAGES, n), np.float32)
+        lb = np.zeros((1 + LOCK_STAGES, n))
         j = len(self.stops) - 1
         for t in range(self.n_out - 2, -1, -1):
             lb = self._back(t, lb)
@@ -342,15 +346,17 @@ class Planner:
         return self._per_frame[k]
 
     def _back(self, t: int, lb_next: np.ndarray) -> np.ndarray:
-        """log b_t (free, locked) from log b_{t+1}, both shifted by the same constant to max 0."""
+        """log b_t (free, then each locked stage) from log b_{t+1}, all shifted by one constant to max 0."""
         lv = (self.evidence(t + 1)[None] + lb_next).astype(np.float32)
         v = np.exp(lv - lv.max())
-        free, locked = v[0], v[1]
-        land = locked[self._exits]                      # (n, k): every exit lands locked
-        free_on, locked_on = free[self.succ], locked[self.succ]
-        m = np.empty((2, len(free)), np.float32)
-        m[0] = self._p_on * free_on + np.einsum("ij,ij->i", self._p_exit, land)
-        m[1] = self._stay * locked_on + self._unlock * free_on + np.einsum("ij,ij->i", self._forced, land)
+        land = v[1][self._exits]                     # (n, k): every exit lands in the first locked stage
+        on = v[:, self.succ]                          # playing on, each copy
+        forced = np.einsum("ij,ij->i", self._forced, land)
+        m = np.empty_like(v)
+        m[0] = self._p_on * on[0] + np.einsum("ij,ij->i", self._p_exit, land)
+        for i in range(1, LOCK_STAGES + 1):
+            nxt = on[i + 1] if i < LOCK_STAGES else on[0]   # the last stage unlocks into the free copy
+            m[i] = self._stay * on[i] + self._unlock * nxt + forced
         lm = np.log(np.maximum(m, np.float32(1e-37)))
         return lm - lm.max()
 
@@ -371,7 +377,7 @@ class Planner:
         """A first frame, drawn evenly among the landable frames from which the whole song is followed
         within START_SLACK nats of the best (not in proportion to the posterior, which is so peaked
         that every seed would begin, and so go on, alike)."""
-        lw = self.evidence(0) + self.logb(0)[1]
+        lw = self.evidence(0) + self.logb(0)[1]           # a walk starts just landed
         ok = self.walk.landable[: max(1, self.walk.n - self.walk.n // 8)]
         lw = np.where(np.pad(ok, (0, self.walk.n - len(ok))), lw, -np.inf)
         if not np.isfinite(lw).any():
@@ -385,7 +391,7 @@ class Planner:
         if len(cand) == 1:
             return int(cand[0])
         lb = self.logb(t + 1)
-        # playing on stays free; a landing is locked
+        # playing on stays free (the walk is free: it has a choice); a landing is locked
         copy = np.where(cand == self.walk.p + 1, 0, 1)
         with np.errstate(divide="ignore"):
             lw = np.log(pr) + self.evidence(t + 1)[cand] + lb[copy, cand]

@@ -35,7 +35,7 @@ def test_fit_and_render_a_dancer_who_never_stands_still(media_dir, tmp_path, cli
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
     # a 30 s texture of an 8 s clip: nearly all of it shown, rarely the same stretch twice in a row
-    assert m["coverage"] > 0.85 and m["reshown"] < 0.3, m
+    assert m["coverage"] > 0.8 and m["reshown"] < 0.3, m
     assert 6 <= m["jumps_per_min"] <= 40 and m["landing_tenths"] >= 5, m
     assert 0.0 <= m["visible_after"] <= 1.0 and 0.0 <= m["ghosted_seams"] <= 1.0
     assert (tmp_path / "sheet.png").stat().st_size > 10000
