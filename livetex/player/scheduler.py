@@ -259,11 +259,13 @@ class Scheduler(threading.Thread):
         self.stats.latency_s.extend(t_dec - a for a in arrivals)
         if k > 0:
             self.stats.lead_s.append(t_k - now)
-        self.stats.add(decisions=1, jumps=len(jumps), conditioned=int(extra is not None))
+        # a planned step follows the song even without a row of its own (the first window starts the plan)
+        conditioned = extra is not None or planner is not None
+        self.stats.add(decisions=1, jumps=len(jumps), conditioned=int(conditioned))
         rec = {"k": k, "frame": int(frames[0]), "segment": int(self._seg_of[frames[-1]]), "jump": bool(jumps),
                "jumps": [int(j) for j in jumps], "t": round(now, 4),
                "lead_ms": round((t_k - now) * 1000, 1), "temperature": round(w.temperature, 5),
-               "threshold": round(w.threshold, 4), "alpha": round(alpha, 4), "conditioned": extra is not None, **info}
+               "threshold": round(w.threshold, 4), "alpha": round(alpha, 4), "conditioned": conditioned, **info}
         if extra is not None:
             # How much the audio favoured what is shown: 1 = indifferent, > 1 = the audio's pick.
             rec["audio_pref"] = round(float(extra[self._seg_of[frames[-1]]]) * len(extra), 4)

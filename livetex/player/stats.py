@@ -146,7 +146,9 @@ class Stats:
         """Keep every decision and every shown frame in temporary side files instead of memory, so
         a play of any length writes them all to ``--stats`` at the end while its memory stays flat."""
         fd, path = tempfile.mkstemp(prefix="livetex-stats-", suffix=".jsonl")
-        self._stream = (os.fdopen(fd, "w", buffering=1 << 16), path)
+        with self.lock:
+            self._stream = (os.fdopen(fd, "w", buffering=1 << 16), path)
+            self._settling.extend(self.records)      # the first window is decided before the player opens
         self.shown_src.stream_to_disk()
 
     def close_stream(self) -> None:
