@@ -250,6 +250,12 @@ def _check_listed_files(path: str, m: dict, verify: bool) -> None:
             raise LivetexError(f"{path} is a damaged bundle: {rel} is not in the file list")
 
 
+def check_manifest(path: str) -> dict:
+    """The cheap check of a bundle not opened yet (a clip bank's): its manifest is there and readable.
+    No other file is opened; :func:`load_bundle` does the full validation when the clip is played."""
+    return _read_manifest(os.path.abspath(os.fspath(path)))
+
+
 def load_bundle(path: str, verify: bool = False) -> Bundle:
     """Open and validate a bundle; LivetexError with one clear line if it is wrong or damaged."""
     return Bundle(path, verify=verify)

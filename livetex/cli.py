@@ -266,6 +266,7 @@ EXAMPLES = {
   livetex play clip.bundle --audio mic --screen 1 --fullscreen       the room's microphone, on the projector
   livetex play clip.bundle --audio song.mp3                          play a song and follow it
   livetex play clip.bundle --audio mic --midi --ndi livetex --record set.mp4 --osc 9000 --osc-out 10.0.0.5:7000
+  livetex play bank/ --audio mic --autopilot 8                       a clip bank: the next clip every 8 bars
   livetex play --list-devices                                        audio devices and MIDI ports""",
     "eval": "example:\n  livetex eval my-clip.mp4 --audio song.mp3 -o report",
 }

@@ -57,10 +57,13 @@ def _port(s: str) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "play", help="play a bundle in real time in a window (optionally following a microphone or a song)",
-        description="Play a fitted bundle as an endless video texture. Keys: Up/Down temperature, Left/Right "
+        description="Play a fitted bundle as an endless video texture, or a clip bank (several bundles, or a "
+                    "directory of them: N/B next/previous clip, 1-0 clip n, A autopilot). Keys: Up/Down temperature, Left/Right "
                     "alpha, ]/[ threshold, Space freeze, P pause, F fullscreen, H HUD, S screenshot, Q/Esc quit; "
                     "T tap the tempo, =/- double/halve it, ,/. nudge it, R downbeat, L MIDI learn.")
-    p.add_argument("bundle", nargs="?", help="bundle directory written by `livetex fit`")
+    p.add_argument("bundle", nargs="*", metavar="BUNDLE",
+                   help="bundle directory written by `livetex fit`; several, or a directory of bundles, make a "
+                        "clip bank (opened one at a time, switched with a crossfade)")
     p.add_argument("--audio", default=None, metavar="mic|FILE",
                    help="follow the live microphone (`mic`) or play and follow an audio file")
     p.add_argument("--input-device", default=None, metavar="NAME",
@@ -112,6 +115,8 @@ def add_parser(sub) -> None:
     vj.add_argument("--link", action="store_true",
                     help="share the tempo with an Ableton Link session (pip install 'livetex[link]': Link is "
                          "GPL-licensed, so it is an optional extra, off by default)")
+    vj.add_argument("--autopilot", type=_float_in(0.0, 1e4, open_lo=True), default=None, metavar="BARS",
+                    help="a clip bank: move to the next clip every BARS bars of the tempo clock (A toggles it)")
     vj.add_argument("--osc-out", default=None, metavar="HOST:PORT",
                     help="send level, bands, hits, bpm, the tempo and the texture's state over OSC "
                          "(/livetex/out/...) so other tools can follow")
@@ -138,11 +143,11 @@ def cmd_play(a) -> None:
         from ..errors import LivetexError
         raise LivetexError("play needs a BUNDLE (a directory written by `livetex fit`)")
     from .app import PlayConfig, play
-    cfg = PlayConfig(bundle=a.bundle, audio=a.audio, input_device=a.input_device, output_device=a.output_device,
+    cfg = PlayConfig(bundle=a.bundle[0] if len(a.bundle) == 1 else a.bundle, audio=a.audio, input_device=a.input_device, output_device=a.output_device,
                      fullscreen=a.fullscreen, screen=a.screen, size=a.size, temperature=a.temperature, threshold=a.threshold,
                      alpha=a.alpha, audio_model=a.audio_model, audio_walk=a.audio_walk, follow=a.follow,
                      interpolate=a.interpolate, duration=a.duration,
                      stats=a.stats, screenshot=a.screenshot, hud=a.hud, headless=a.headless, osc=a.osc,
                      osc_host=a.osc_host, seed=a.seed, midi=a.midi, midi_map=a.midi_map, osc_out=a.osc_out,
-                     ndi=a.ndi, record=a.record, bpm=a.bpm, link=a.link)
+                     ndi=a.ndi, record=a.record, bpm=a.bpm, link=a.link, autopilot=a.autopilot)
     play(cfg)

@@ -56,11 +56,15 @@ TABLE: tuple[Action, ...] = (
     Action("nudge_later", "trigger", "shift the beat grid 20 ms later"),
     Action("nudge_earlier", "trigger", "shift the beat grid 20 ms earlier"),
     Action("resync", "trigger", "this moment is the downbeat (beat 1 of a bar)"),
+    Action("clip_next", "trigger", "crossfade to the next clip of the bank"),
+    Action("clip_prev", "trigger", "crossfade to the previous clip of the bank"),
+    Action("clip", "trigger", "crossfade to clip N of the bank (1: the first; OSC: /livetex/clip N)"),
+    Action("autopilot", "switch", "move to the next clip of the bank every N bars (--autopilot N)"),
     Action("screenshot", "trigger", "save a PNG of the window (OSC: optional path)"),
     Action("quit", "trigger", "stop playing"),
 )
 BY_NAME = {a.name: a for a in TABLE}
-ALIASES = {"pause": "paused"}
+ALIASES = {"pause": "paused", "clip/next": "clip_next", "clip/prev": "clip_prev"}
 
 # Keys (pyglet key names) -> (action, how, value). Up/Down are one step of the temperature, etc.
 KEYS: dict[str, tuple[str, str, float | None]] = {
@@ -73,9 +77,11 @@ KEYS: dict[str, tuple[str, str, float | None]] = {
     "T": ("tap", "press", None), "EQUAL": ("double", "press", None), "MINUS": ("half", "press", None),
     "PERIOD": ("nudge_later", "press", None), "COMMA": ("nudge_earlier", "press", None),
     "R": ("resync", "press", None), "Q": ("quit", "press", None), "ESCAPE": ("quit", "press", None),
+    "N": ("clip_next", "press", None), "B": ("clip_prev", "press", None), "A": ("autopilot", "press", None),
+    **{f"_{d}": ("clip", "press", d or 10) for d in range(10)},      # 1..9, and 0 for clip 10
 }
 KEY_HELP = ("Up/Dn tau  Lt/Rt alpha  [ ] threshold  Space freeze  P pause  F full  H hud  S shot  Q quit  |  "
-            "T tap  =/- x2 /2  ,/. nudge  R resync  L midi learn")
+            "T tap  =/- x2 /2  ,/. nudge  R resync  L midi learn  |  N/B clip  1-0 clip n  A autopilot")
 
 
 def lookup(name: str) -> Action:
@@ -104,6 +110,7 @@ class Actions:
     def __init__(self, controls, tempo, stats=None):
         self.controls, self.tempo, self.stats = controls, tempo, stats
         self.learner = None             # set by the MIDI input when there is one
+        self.bank = None                # set by the player when it plays a clip bank (bank.py)
         self.performed = 0
 
     def perform(self, name: str, how: str = "press", value=None):
@@ -146,12 +153,28 @@ class Actions:
             t.nudge(-1)
         elif a.name == "resync":
             t.resync()
+        elif a.name in ("clip_next", "clip_prev", "clip"):
+            return self._clip(a.name, value)
         elif a.name == "screenshot":
             c.request("screenshot", str(value) if value else time.strftime("livetex-%Y%m%d-%H%M%S.png"))
         elif a.name == "quit":
             c.request("quit")
         c.bump()
         return True
+
+    def _clip(self, name: str, value):
+        if name == "clip":
+            try:
+                n = int(float(value))
+            except (TypeError, ValueError):
+                raise ValueError("clip needs a clip number (1 is the first)") from None
+        if self.bank is None:
+            if self.stats is not None:
+                self.stats.event("switching clips needs a bank: livetex play A B C, or a directory of bundles")
+            return False
+        j = self.bank.select(n - 1) if name == "clip" else self.bank.next(+1 if name == "clip_next" else -1)
+        self.controls.bump()
+        return j is not None
 
     def _learn(self, value) -> bool:
         if self.learner is None:

@@ -23,7 +23,7 @@ STARTUP_TIMEOUT_S = 10.0
 class PlayConfig:
     """What ``livetex play`` can be told. Times in seconds, sizes in pixels."""
 
-    bundle: str
+    bundle: str | list[str]            # a bundle, or several / a directory of them (a clip bank, bank.py)
     audio: str | None = None           # None, "mic" or a file
     input_device: str | None = None
     output_device: str | None = None
@@ -52,6 +52,7 @@ class PlayConfig:
     record: str | None = None      # mp4 path
     bpm: float = 120.0             # the tempo clock's starting tempo
     link: bool = False             # join an Ableton Link session (GPL extra)
+    autopilot: float | None = None # a clip bank: move to the next clip every this many bars
 
 
 def _log(msg: str) -> None:
@@ -93,9 +94,34 @@ def seam_mode(name: str | None) -> str:
     return seams.check_mode(name or "rife")     # rife falls back to flow without its network (below)
 
 
+def _open_first(paths: list[str], stats) -> tuple[int, object, list]:
+    """A clip bank's first playable clip (index, Bundle): the others are only checked cheaply (their
+    manifest), so a bank of any size starts in the time one bundle takes. A damaged clip is said and
+    skipped; only a bank with no playable clip is refused."""
+    from ..bundle import check_manifest, load_bundle
+    from .bank import clip_name
+    first = None
+    bad = []
+    for i, p in enumerate(paths):
+        try:
+            if first is None:
+                first = (i, load_bundle(p))
+            else:
+                check_manifest(p)
+        except LivetexError as e:
+            if len(paths) == 1:
+                raise
+            bad.append({"clip": i, "name": clip_name(p), "error": str(e), "t": None})
+            stats.event(f"clip {i + 1} ({clip_name(p)}) skipped: {e}")
+    if first is None:
+        raise LivetexError(f"no playable clip in the bank ({len(paths)} damaged)")
+    return first[0], first[1], bad
+
+
 def play(cfg: PlayConfig) -> dict:
     """Play until done; returns the stats dict (also written to ``cfg.stats`` if given)."""
     from ..bundle import load_bundle
+    from .bank import bank_paths
     from .audio_in import FilePlayer, MicInput, WallClock
     from .controls import Controls
     from .prefetch import Prefetcher
@@ -109,7 +135,12 @@ def play(cfg: PlayConfig) -> dict:
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    bundle = load_bundle(cfg.bundle)
+    t_begin = time.perf_counter()
+    stats = Stats()
+    paths = bank_paths([cfg.bundle] if isinstance(cfg.bundle, str) else list(cfg.bundle))
+    first_index, bundle, bad_clips = _open_first(paths, stats)
+    if len(paths) > 1:
+        stats.track_clips()
     _check_writable(cfg.stats, "stats file")
     _check_writable(cfg.screenshot, "screenshot")
     _check_writable(cfg.record, "recording")
@@ -131,7 +162,6 @@ def play(cfg: PlayConfig) -> dict:
     walk = Walk(graph, tau, rate, threshold, seed=seed)
     start = walk.first_frame()
     mode = seam_mode(cfg.interpolate)
-    stats = Stats()
     from ..conditioning import DEFAULT_ALPHA
     controls = Controls(tau, threshold, DEFAULT_ALPHA if cfg.alpha is None else cfg.alpha, hud=cfg.hud,
                         fullscreen=cfg.fullscreen)
@@ -139,6 +169,8 @@ def play(cfg: PlayConfig) -> dict:
     from .tempo import TempoClock
     tempo = TempoClock(cfg.bpm)
     actions = Actions(controls, tempo, stats)
+    if cfg.autopilot:
+        controls.set("autopilot", True)
 
     # ---- audio (devices are checked before any window opens)
     song_cond = live = mic = song_player = planner = None
@@ -210,6 +242,7 @@ def play(cfg: PlayConfig) -> dict:
     osc = None
     win = None
     scheduler = None
+    bank = None
     started = False
     midi = ndi = recorder = osc_out = link = None
     if cfg.stats:
@@ -260,10 +293,23 @@ def play(cfg: PlayConfig) -> dict:
                 return f"song {clock.now():.1f}/{song_player.duration:.1f} s"
             return "no audio: unconditional"
 
+        if len(paths) > 1:
+            bank = _make_bank(cfg, paths, first_index, bad_clips, bundle, scheduler, prefetcher, clock, tempo,
+                              controls, stats, seed, mode, mic, song_cond, scheduler.listeners)
+            actions.bank = bank
+            audio_status = status
+
+            def status() -> str:
+                return f"{audio_status()}  |  {bank.status()}"
         sinks = [o for o in (ndi, recorder, osc_out) if o is not None]
         outputs = [o.status for o in (midi, link, ndi, recorder) if o is not None]
         pw = PlayerWindow(win, bundle.store.size, fps, bundle.n_frames, controls, stats, prefetcher, clock,
-                          status=status, headless=cfg.headless, actions=actions, sinks=sinks, outputs=outputs)
+                          status=status, headless=cfg.headless, actions=actions, sinks=sinks, outputs=outputs,
+                          bank=bank)
+        if bank is not None:
+            def on_n_source(deck):
+                pw.n_source = deck.bundle.n_frames
+            bank.on_start.append(on_n_source)
 
         def beat_of_step(rec: dict) -> None:
             # Where the step's first frame falls on the beat grid (lead_ms: how far ahead it was decided).
@@ -280,6 +326,7 @@ def play(cfg: PlayConfig) -> dict:
         if not prefetcher.wait_ready(seg.window_frames - 1, STARTUP_TIMEOUT_S):
             raise LivetexError("the frame store is too slow to start playing (first frames not decoded in "
                                f"{STARTUP_TIMEOUT_S:g} s)")
+        stats.info["startup_s"] = round(time.perf_counter() - t_begin, 3)
         if song_player is not None:
             song_player.start()
         else:
@@ -305,6 +352,9 @@ def play(cfg: PlayConfig) -> dict:
             except Exception as e:   # e.g. the window was closed by the user: nothing left to read
                 stats.event(f"no screenshot: {e}")
     finally:
+        if bank is not None:
+            bank.close()
+            stats.info["bank"] = bank.info()
         if scheduler is not None:
             scheduler.stop()
         if recorder is not None:
@@ -352,3 +402,87 @@ def play(cfg: PlayConfig) -> dict:
             stats.write(cfg.stats, result)
         stats.close_stream()
     return result
+
+
+def _make_bank(cfg, paths, first_index, bad, bundle, scheduler, prefetcher, clock, tempo, controls, stats, seed,
+               mode, mic, song_cond, listeners):
+    """The clip bank around the first clip's deck, and how it opens the others (on its own thread)."""
+    from ..bundle import load_bundle
+    from ..graph import Graph
+    from ..texture import Walk
+    from .bank import Bank, Deck, DeckClock, FittedStore
+    from .prefetch import Prefetcher
+    from .scheduler import Scheduler
+    size = bundle.store.size              # the output keeps the first clip's size and fps
+    shared = list(listeners)              # the beat of each step, --osc-out
+
+    def tag(index, dclock):
+        def fn(rec):
+            rec["clip"] = index
+            rec["t_master"] = round(rec["t"] + dclock.t0, 4)
+        return fn
+
+    def open_deck(index: int, path: str) -> Deck:
+        b = load_bundle(path)
+        tau, thr, rate = walk_settings(b, cfg.temperature, cfg.threshold)
+        walk = Walk(Graph.from_bundle(b), tau, rate, thr, seed=seed + index)
+        live = song = None
+        try:
+            if mic is not None:
+                from .conditioner import MicCondition
+                live = MicCondition(b, mic.sr, cfg.audio_model)
+            elif song_cond is not None:
+                from .conditioner import SongCondition
+                song = SongCondition(b, song_cond.y, cfg.audio_model)
+        except LivetexError as e:
+            stats.event(f"clip {index + 1} ({os.path.basename(b.path)}) plays without following the audio: {e}")
+        seamer = None
+        if mode != "none":
+            from ..seams import LiveSeams
+            interp = None
+            if mode == "rife":
+                from ..interp import load_interpolator
+                interp = load_interpolator(b, threads=1, build=False)
+            seamer = LiveSeams(mode, interp)
+        store = b.store if tuple(b.store.size) == tuple(size) else FittedStore(b.store, size)
+        pf = Prefetcher(store, stats)
+        dclock = DeckClock(clock)
+        sch = None
+        try:
+            sch = Scheduler(walk, b.segments, b.fps, dclock, controls, pf, stats, walk.first_frame(), song=song,
+                            live=live, mic=mic if live is not None else None, seamer=seamer, store=store)
+            sch.listeners.extend(shared + [tag(index, dclock)])
+            sch.warm_up()
+            if not pf.wait_ready(b.segments.window_frames - 1, STARTUP_TIMEOUT_S):
+                raise LivetexError(f"its first frames did not decode in {STARTUP_TIMEOUT_S:g} s")
+        except BaseException:
+            if sch is not None:
+                sch.stop()
+            pf.close()
+            raise
+        return Deck(index, path, b, sch, pf, dclock, {"temperature": tau, "threshold": thr}, song=song)
+
+    first = Deck(first_index, paths[first_index], bundle, scheduler, prefetcher, DeckClock(clock),
+                 {"temperature": controls.temperature, "threshold": controls.threshold})
+    scheduler.listeners.append(tag(first_index, first.clock))
+    said = []
+
+    def on_start(deck) -> None:
+        # The knobs follow the clip's own calibrated walk, unless the performer set them on the command line.
+        if cfg.temperature is None:
+            controls.set("temperature", deck.settings["temperature"])
+        if cfg.threshold is None:
+            controls.set("threshold", deck.settings["threshold"])
+        if cfg.audio not in (None, "mic") and cfg.audio_walk == "plan" and not said:
+            said.append(1)
+            stats.event("clip bank: after a switch the song is followed step by step (greedy), "
+                        "the planned walk was the first clip's")
+    bank = Bank(paths, first, open_deck, clock, tempo, controls, stats, bundle.fps,
+                autopilot_bars=cfg.autopilot, on_start=[on_start])
+    bank.bad.update(x["clip"] for x in bad)
+    bank.skipped.extend(bad)
+    stats.info["bank"] = {"clips": bank.names, "first": first_index}
+    _log(f"clip bank: {len(paths)} clips, playing {first.name} (N/B next/previous, 1-0 clip n, A autopilot"
+         f"{f', every {bank.bars:g} bars' if cfg.autopilot else ''})")
+    return bank
+

@@ -56,11 +56,12 @@ class SongCondition:
                                f"{self.window_samples / self.sr:.2f} s window to follow")
         self.y = np.asarray(y, np.float32)
         self.gain = song_gain(self.y, self.model.ref_db, self.window_samples, self.fps, self.stride_frames)
+        self.offset_s = 0.0      # song time of step 0's first frame (a clip of a bank starts mid-song)
 
     def window(self, k: int) -> tuple[int, int]:
         """Samples ``[a, b)`` of step k's window: output frames [k S, k S + W), ending with step k's frames."""
         from ..audio import window_start
-        a = window_start(k, self.stride_frames, self.fps, self.sr)
+        a = window_start(k, self.stride_frames, self.fps, self.sr) + int(round(self.offset_s * self.sr))
         return a, a + self.window_samples
 
     def __call__(self, k: int) -> np.ndarray | None:

@@ -17,7 +17,7 @@ TEMPERATURE_FACTOR = 1.25     # one key press: x or / 1.25 (temperature acts on 
 LINEAR_STEP = 0.05            # one key press on threshold or alpha
 
 PARAMS = ("temperature", "threshold", "alpha")
-SWITCHES = ("freeze", "paused", "hud", "fullscreen")
+SWITCHES = ("freeze", "paused", "hud", "fullscreen", "autopilot")
 
 
 def _clamp(v: float, lo: float, hi: float) -> float:
@@ -35,6 +35,7 @@ class Controls:
         self.paused = False
         self.hud = bool(hud)
         self.fullscreen = bool(fullscreen)
+        self.autopilot = False          # a clip bank moves to the next clip every N bars (bank.py)
         self.quit = False
         self.actions: queue.SimpleQueue = queue.SimpleQueue()   # ("screenshot", path) ...
         self.version = 0                                         # bumped on every change (HUD refresh)

@@ -9,6 +9,9 @@ Addresses (``--osc PORT``), as listed by ``livetex play --help``::
     /livetex/freeze       [i]    1 freeze / 0 unfreeze / no argument: toggle   (same for paused, hud,
                                  fullscreen, learn)
     /livetex/tap /double /half /nudge_later /nudge_earlier /resync      the tempo clock
+    /livetex/clip         i      crossfade to clip i of a bank (1: the first)
+    /livetex/clip_next /clip_prev      the next / previous clip (also /livetex/clip/next, /clip/prev)
+    /livetex/autopilot    [i]    the bank moves on every N bars (--autopilot N)
     /livetex/screenshot   [s]    save a PNG (default name: livetex-<time>.png)
     /livetex/quit
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 import threading
 
 from ..errors import LivetexError
-from .actions import ALIASES, TABLE, Actions
+from .actions import ALIASES, BY_NAME, TABLE, Actions
 
 PREFIX = "/livetex"
 
@@ -46,7 +49,7 @@ class OscServer:
         for a in TABLE:
             d.map(f"{PREFIX}/{a.name}", self._handler(a.name, a.kind))
         for alias, name in ALIASES.items():
-            d.map(f"{PREFIX}/{alias}", self._handler(name, "switch"))
+            d.map(f"{PREFIX}/{alias}", self._handler(name, BY_NAME[name].kind))
         d.set_default_handler(self._unknown)
         try:
             self.server = BlockingOSCUDPServer((host, port), d)

@@ -141,6 +141,11 @@ class Stats:
         self.first_frame_t: float | None = None   # clock seconds of the first / last frame shown
         self.last_frame_t: float | None = None
         self.shown_src = _Shown()     # source frame of every output frame shown (-1: seam frame)
+        self.shown_clip: _Shown | None = None   # a clip bank: the clip of every output frame shown
+
+    def track_clips(self) -> None:
+        """A clip bank: also keep the clip of every output frame shown (``shown_clips``)."""
+        self.shown_clip = _Shown()
 
     def stream_to_disk(self) -> None:
         """Keep every decision and every shown frame in temporary side files instead of memory, so
@@ -150,6 +155,8 @@ class Stats:
             self._stream = (os.fdopen(fd, "w", buffering=1 << 16), path)
             self._settling.extend(self.records)      # the first window is decided before the player opens
         self.shown_src.stream_to_disk()
+        if self.shown_clip is not None:
+            self.shown_clip.stream_to_disk()
 
     def close_stream(self) -> None:
         if self._stream is not None:
@@ -158,6 +165,8 @@ class Stats:
             f.close()
             _unlink(path)
         self.shown_src.close()
+        if self.shown_clip is not None:
+            self.shown_clip.close()
 
     def add(self, **counts) -> None:
         with self.lock:
@@ -224,6 +233,7 @@ class Stats:
                 "events_dropped": self.n_events - len(self.events),
                 "decisions_log": self._decisions(),
                 "shown_source_frames": self.shown_src.all(),
+                **({"shown_clips": self.shown_clip.all()} if self.shown_clip is not None else {}),
             }
 
     def _decisions(self) -> list:

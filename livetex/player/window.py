@@ -106,7 +106,7 @@ class PlayerWindow:
     """
 
     def __init__(self, window, store_size, fps: float, n_source: int, controls, stats, prefetcher, clock,
-                 status=lambda: "", headless: bool = False, actions=None, sinks=(), outputs=()):
+                 status=lambda: "", headless: bool = False, actions=None, sinks=(), outputs=(), bank=None):
         import pyglet
         from pyglet import gl
         self.pyglet, self.gl = pyglet, gl
@@ -114,6 +114,7 @@ class PlayerWindow:
         self.fps = float(fps)
         self.n_source = int(n_source)
         self.controls, self.stats, self.prefetcher, self.clock = controls, stats, prefetcher, clock
+        self.bank = bank                   # a clip bank (bank.py) gives the frames instead of one prefetcher
         self.status = status
         if actions is None:
             from .actions import Actions
@@ -323,7 +324,7 @@ class PlayerWindow:
                 if self._last_rgb is not None:
                     for m in range(self.shown_n + 1, n):     # slots the loop slept through: the old picture
                         self._send(m, self._last_rgb)
-                item = self.prefetcher.take(n)
+                item = self.prefetcher.take(n) if self.bank is None else self.bank.take(n)
                 if c.freeze:
                     st.frozen_frames += n - max(self.shown_n, -1)
                     if st.first_frame_t is not None:
@@ -339,6 +340,8 @@ class PlayerWindow:
                         self.cur_src = src
                         st.frames_shown += 1
                         st.shown_src.append(int(src))
+                        if st.shown_clip is not None:
+                            st.shown_clip.append(self.bank.last_clip if self.bank is not None else 0)
                         t_shown = n / fps
                         if st.first_frame_t is None:
                             st.first_frame_t = t_shown
