@@ -7,6 +7,8 @@
     python tools/bench_player.py --vj                    # the VJ rig: 720p, NDI out (received), recording,
                                                          #   MIDI CC driving tau every 100 ms, RSS over time
     python tools/bench_player.py --vj --seconds 1800     # the 30-minute memory run
+    python tools/bench_player.py --bank A B C --sizes 720  # a clip bank: 3 clips, the autopilot switches every
+                                                         #   4 s (1 bar at 60 bpm); --bank alone: 3 links to --bundle
 
 Each size is one ``livetex play`` process (headless EGL window by default, or an X window under a private
 Xvfb with ``--x11``), so the CPU time it reports is the player's alone. With ``--audio mic`` (the default
@@ -171,10 +173,21 @@ def ndi_receive(name: str, seconds: float) -> None:
     print(n, vf.xres, vf.yres, flush=True)
 
 
+def make_bank(bundles: list[str], tmp: str) -> str:
+    """A bank directory of links to ``bundles`` (the same bundle three times if only one is given)."""
+    d = os.path.join(tmp, "bank")
+    os.makedirs(d)
+    for i, b in enumerate(bundles if len(bundles) > 1 else bundles * 3):
+        os.symlink(os.path.abspath(b), os.path.join(d, f"clip-{i:02d}"))
+    return d
+
+
 def run_size(bundle, size, seconds, env, audio, tmp, a) -> dict:
     stats = os.path.join(tmp, f"stats-{size[0]}x{size[1]}.json")
     cmd = [sys.executable, "-m", "livetex", "play", bundle, "--size", f"{size[0]}x{size[1]}",
            "--duration", str(seconds), "--stats", stats, "--seed", "0"]
+    if a.bank is not None:
+        cmd += ["--bpm", "60", "--autopilot", "1"]        # a switch every 4 s
     if "DISPLAY" not in env or env.get("_BENCH_HEADLESS"):
         cmd.append("--headless")
     if audio == "mic":
@@ -253,6 +266,9 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="record the set (to a temporary mp4)")
     ap.add_argument("--midi-tau", action="store_true", help="a MIDI controller moves tau every 100 ms")
     ap.add_argument("--vj", action="store_true", help="720p with --ndi --record --midi-tau")
+    ap.add_argument("--bank", nargs="*", default=None, metavar="BUNDLE",
+                    help="play a clip bank of these bundles (none: 3 links to --bundle / the default one), "
+                         "the autopilot switching every 4 s")
     ap.add_argument("--_ndi-receive", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._ndi_receive:
@@ -264,10 +280,13 @@ def main() -> None:
             a.sizes = "720"
 
     # The rig's bench sends and records real 720p frames: the tai chi clip (1280x720, 17 s).
-    bundle = a.bundle or ensure_bundle(a.cache, "taichi_solo_01.mp4" if a.vj else "piano_solo_01.avi")
+    bundle = a.bundle or (a.bank[0] if a.bank else None) or ensure_bundle(
+        a.cache, "taichi_solo_01.mp4" if a.vj else "piano_solo_01.avi")
     env = dict(os.environ, _BENCH_HEADLESS="1")
     procs = []
     tmp = tempfile.mkdtemp(prefix="livetex-bench-")
+    if a.bank is not None:
+        bundle = make_bank(a.bank or [bundle], tmp)
     pulse_dir = os.path.join(tmp, "pulse")
     audio = a.audio
     try:
@@ -335,6 +354,11 @@ def main() -> None:
             if "record" in s:
                 extra.append(f"recorded {s['record']['frames']} frames ({s['record']['dropped']} dropped"
                              f"{', FAILED: ' + s['record']['failed'] if s['record']['failed'] else ''})")
+            if "bank" in s:
+                bk, late = s["bank"], sum(w["late"] for w in s["bank"]["switches"])
+                extra.append(f"bank of {len(bk['clips'])}: {len(bk['switches'])} switches ({late} late, prepared "
+                             f"in {max([w['prep_s'] for w in bk['switches']] or [0]):.2f} s at most), "
+                             f"{bk['opened']} bundles opened")
             if "midi_sent" in s:
                 taus = {r["temperature"] for r in s["decisions_log"]}
                 extra.append(f"MIDI CCs sent {s['midi_sent']}, received {s['midi']['received']}, "

@@ -314,7 +314,7 @@ class MidiInput:
         else:
             b_how = "press"
         b = {"type": kind, "channel": channel, "number": number, "action": a.name, "how": b_how}
-        if b_how == "step" and value is not None:
+        if value is not None:           # a step's size and sign, or which clip a pad calls (clip n)
             b["value"] = float(value)
         try:
             self.map.bind(b)
