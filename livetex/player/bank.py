@@ -19,6 +19,7 @@ marked bad and skipped from then on; the show stays on the current clip.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -31,6 +32,7 @@ FADE_S = 0.5            # crossfade between two clips
 LEAD_S = 0.1            # a prepared deck starts this long after it is ready (its start is in the future)
 PREP_AHEAD_S = 2.5      # the autopilot prepares the next clip this long before its bar
 ALERT_S = 10.0          # a bad clip's line stays on the HUD this long
+PREP_SWITCH_S = 0.0005  # the GIL switch interval while a clip is prepared (see _prepare)
 BEATS_PER_BAR = 4
 
 
@@ -199,6 +201,12 @@ class Bank:
 
     def _prepare(self, index: int, at: float | None, auto: bool) -> None:
         t_prep = time.perf_counter()
+        # Opening a clip is seconds of Python (graph, walk calibration of an older bundle) holding the GIL:
+        # every GL call of the drawing loop releases it and would wait up to a whole switch interval
+        # (5 ms) to get it back, tens of times a frame. A short interval while preparing keeps the loop
+        # on time. One preparation runs at a time, so restoring the old value is safe.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, PREP_SWITCH_S))
         try:
             deck = self.open_deck(index, self.paths[index])
         except Exception as e:    # a damaged clip never stops the show: said once, skipped from now on
@@ -211,6 +219,8 @@ class Bank:
                                  "t": round(self.clock.now(), 3)})
             self._say(f"clip {index + 1} ({self.names[index]}) skipped: {msg}")
             return
+        finally:
+            sys.setswitchinterval(switch)
         prep_s = time.perf_counter() - t_prep
         now = self.clock.now()
         t0 = now + LEAD_S if at is None or at < now + LEAD_S else at
