@@ -110,10 +110,24 @@ def audio_rows(req: WalkRequest, model: AudioModel | None = None,
 def song_energy(y: np.ndarray, seg: Segments, steps: int, sr: int = F.SR) -> np.ndarray:
     """(steps,) the song's loudness at every step of a walk: the level (dB, floored at the silence
     level) of conditioning window k (:func:`output_windows`: what is heard while step k's frames are on
-    screen), z-scored over the song. A song of constant level gives zeros."""
+    screen), z-scored over the song; silent windows at most -1. A song of constant level gives zeros."""
     starts, _ = output_windows(seg, steps, sr)
     lv = np.maximum(window_levels(y, starts, seg.window_samples(sr)), SILENCE_DB)
-    return ((lv - lv.mean()) / lv.std()).astype(np.float32) if len(lv) and lv.std() > 1e-6 else np.zeros(len(lv), np.float32)
+    z = ((lv - lv.mean()) / lv.std()).astype(np.float32) if len(lv) and lv.std() > 1e-6 else np.zeros(len(lv), np.float32)
+    # silence is quiet whatever the rest of the song does (a song that is all silence has no z-scores)
+    return np.where(lv <= SILENCE_DB, np.minimum(z, -1.0), z).astype(np.float32)
+
+
+def song_beats_for(y: np.ndarray, bundle, n_out: int) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
+    """The song's beats on the output frames (livetex.beat.beat_grid; None: no steady pulse) and the
+    source frames' motion accents, for a :class:`Planner`; and a note for the log and the timeline."""
+    from .beat import beat_grid, motion_accents, picture_motion, song_beats
+    times, bpm, conf = song_beats(y)
+    info = {"bpm": round(float(bpm), 2), "beat_confidence": round(float(conf), 3), "beats": int(len(times))}
+    if not len(times):
+        return None, None, info
+    accents = motion_accents(picture_motion(bundle.array("thumbs")), bundle.fps)
+    return beat_grid(times, bundle.fps, n_out), accents, info
 
 
 def step_of(t: np.ndarray | int, seg: Segments) -> np.ndarray | int:
@@ -163,9 +177,10 @@ def conditioned_walk(req: WalkRequest):
     follow = req.extra.get("follow", "auto")
     w = ENERGY_WEIGHT if follow == "auto" else float(follow)
     if mode == "plan":
+        beats, accents, beat_info = song_beats_for(y, req.bundle, req.n_frames)
         p, frames, jumps, plan_info = plan_song(walk, T, alpha, req.seed, req.bundle, loud, w, req.n_frames,
-                                                start=req.start)
-        info.update(plan_info)
+                                                start=req.start, beats=beats, accents=accents)
+        info.update(plan_info, **beat_info)
     else:
         seg = req.bundle.segments
         live = LiveFollower(walk, seg, alpha)
@@ -188,13 +203,17 @@ def conditioned_walk(req: WalkRequest):
 AUDIO_WALKS = ("plan", "greedy")
 AUDIO_FLOOR = 30.0     # nats: the most the music can hold against a frame at one step (else T_a underflow
                        # to 0 outweighs every seam and every disagreement cuts at once)
-AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
+AUDIO_WEIGHT = 0.25     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
 ENERGY_WEIGHT = 5.0    # nats at alpha = 0.5 per step: the song's loudness times the picture's motion, both
                        # z-scored (song_energy, frame_motion_z): plays when the music plays, rests in its gaps
 REUSE_ROUNDS = 2       # re-plans against showing the same material again ...
 REUSE_COST = 2.0       # ... each extra showing of a frame in the last round's walk costs this many nats more
 TASTE = 3.0            # nats (s.d.): each seed's own liking for some segments (seeds walk different routes)
 START_SLACK = 3.0      # nats: a planned walk may begin wherever the song is followed about as well as at best
+CUT_COST = 8.0         # nats every cut of a plan must buy in music followed (over the walk's own seam costs)
+OFFBEAT_COST = 6.0     # nats: a cut that does not land on a beat of the song (livetex.beat: +-1 frame) ...
+ACCENT_WEIGHT = 2.0    # ... and nats at alpha = 0.5 per unit of motion accent shown on a beat (an impact of
+                       # the performer's, livetex.beat.motion_accents, meeting the music's beat)
 
 
 class SongEvidence:
@@ -292,7 +311,8 @@ class Planner:
 
     def __init__(self, walk, T: np.ndarray, alpha: float, rng: np.random.Generator, seg: Segments, n_out: int,
                  loud: np.ndarray | None = None, energy_weight: float = ENERGY_WEIGHT,
-                 avoid: np.ndarray | None = None, taste: bool = True):
+                 avoid: np.ndarray | None = None, taste: bool = True, beats: np.ndarray | None = None,
+                 accents: np.ndarray | None = None):
         self.walk, self.rng, self.seg = walk, rng, seg
         self.n_out = int(n_out)
         self.energy_weight = float(energy_weight)
@@ -302,6 +322,18 @@ class Planner:
         taste = TASTE * rng.standard_normal(seg.count)[self.ev.seg_of] if TASTE > 0 and taste else np.zeros(n)
         self.avoid = avoid
         self.ev.extra = taste - (0.0 if avoid is None else np.asarray(avoid, np.float64))
+        # On the song's beats (output frames, livetex.beat.beat_grid): cuts land there (a cut elsewhere
+        # costs OFFBEAT_COST nats) and the performer's accents are shown there.
+        self.beats = None
+        self._accent = None
+        self._land = np.full(self.n_out, np.exp(-CUT_COST), np.float32)
+        if beats is not None and alpha < 1.0 and np.any(beats):
+            self.beats = np.zeros(self.n_out, np.float32)
+            b = np.asarray(beats, np.float32)[: self.n_out]
+            self.beats[: len(b)] = b
+            self._land = np.exp(-CUT_COST - OFFBEAT_COST * (1.0 - self.beats)).astype(np.float32)
+            scale = ACCENT_WEIGHT * (1.0 - alpha) / max(alpha, 0.01)
+            self._accent = None if accents is None else scale * np.asarray(accents, np.float64)
         self.targets, self.probs = walk.prior_table()
         self.cont = walk.continuing()
         self.succ = np.minimum(np.arange(n) + 1, n - 1)
@@ -343,7 +375,13 @@ class Planner:
                 self._per_frame.clear()
             frames = self.seg.window_frames if k == 0 else self.seg.stride_frames
             self._per_frame[k] = self.ev(k) / frames
+        if self.beats is not None and self._accent is not None and t < self.n_out and self.beats[t] > 0:
+            return self._per_frame[k] + self.beats[t] * self._accent
         return self._per_frame[k]
+
+    def landing(self, t: int) -> float:
+        """The factor on cutting into output frame t (CUT_COST, and OFFBEAT_COST off the song's beats)."""
+        return float(self._land[min(t, self.n_out - 1)])
 
     def _back(self, t: int, lb_next: np.ndarray) -> np.ndarray:
         """log b_t (free, then each locked stage) from log b_{t+1}, all shifted by one constant to max 0."""
@@ -353,7 +391,7 @@ class Planner:
         on = v[:, self.succ]                          # playing on, each copy
         forced = np.einsum("ij,ij->i", self._forced, land)
         m = np.empty_like(v)
-        m[0] = self._p_on * on[0] + np.einsum("ij,ij->i", self._p_exit, land)
+        m[0] = self._p_on * on[0] + np.float32(self.landing(t + 1)) * np.einsum("ij,ij->i", self._p_exit, land)
         for i in range(1, LOCK_STAGES + 1):
             nxt = on[i + 1] if i < LOCK_STAGES else on[0]   # the last stage unlocks into the free copy
             m[i] = self._stay * on[i] + self._unlock * nxt + forced
@@ -394,7 +432,7 @@ class Planner:
         # playing on stays free (the walk is free: it has a choice); a landing is locked
         copy = np.where(cand == self.walk.p + 1, 0, 1)
         with np.errstate(divide="ignore"):
-            lw = np.log(pr) + self.evidence(t + 1)[cand] + lb[copy, cand]
+            lw = np.log(pr) + self.evidence(t + 1)[cand] + lb[copy, cand] + copy * np.log(self.landing(t + 1))
         if not np.isfinite(lw).any():
             return int(cand[int(np.argmax(pr))])
         w = np.exp(lw - lw[np.isfinite(lw)].max())
@@ -430,7 +468,8 @@ def _draw(w: np.ndarray, rng: np.random.Generator) -> int:
 
 
 def plan_song(walk, T: np.ndarray, alpha: float, seed: int, bundle, loud: np.ndarray | None,
-              energy_weight: float, n_out: int, start: int | None = None):
+              energy_weight: float, n_out: int, start: int | None = None, beats: np.ndarray | None = None,
+              accents: np.ndarray | None = None):
     """A planned song walk, re-planned against reuse (REUSE_ROUNDS): each round makes the frames the
     last walk showed more often than a song this long needs dearer (REUSE_COST nats per extra
     showing), so the backward pass itself looks for other material instead of circling through the
@@ -441,7 +480,7 @@ def plan_song(walk, T: np.ndarray, alpha: float, seed: int, bundle, loud: np.nda
     rounds = []
     for _ in range(REUSE_ROUNDS + 1):
         p = Planner(walk.fork(seed), T, alpha, np.random.default_rng(seed), bundle.segments, n_out, loud,
-                    energy_weight, avoid)
+                    energy_weight, avoid, beats=beats, accents=accents)
         frames, jumps = p.run(start)
         rounds.append(round(reshown(frames, bundle.fps, reshown_window(bundle.n_frames, bundle.fps)), 4))
         extra = REUSE_COST * np.maximum(np.bincount(frames, minlength=walk.n) - fair, 0)

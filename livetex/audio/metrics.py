@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import features as F
+from ..beat import picture_motion as source_motion
 
 SMOOTH_S = 1.0
 BEAT_TOL_S = 0.1
@@ -33,22 +34,6 @@ def loudness_envelope(y: np.ndarray, sr: int, fps: float, n: int) -> np.ndarray:
     a, b = np.clip(edges[:-1], 0, len(y)), np.clip(edges[1:], 0, len(y))
     ms = (c[b] - c[a]) / np.maximum(edges[1:] - edges[:-1], 1)
     return np.maximum(10.0 * np.log10(np.maximum(ms, 1e-8)), -80.0)
-
-
-def source_motion(thumbs: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Motion energy of every source frame: mean |grey(f) - grey(f-1)| in [0, 1] (frame 0 copies frame 1)."""
-    n = len(thumbs)
-    m = np.zeros(n, np.float32)
-    prev = None
-    for a in range(0, n, chunk):
-        g = np.asarray(thumbs[a:a + chunk], np.float32).mean(axis=-1) / 255.0
-        full = g if prev is None else np.concatenate([prev[None], g])
-        d = np.abs(np.diff(full, axis=0)).mean(axis=(1, 2))
-        m[a + (1 if prev is None else 0):a + len(g)] = d
-        prev = g[-1]
-    if n > 1:
-        m[0] = m[1]
-    return m
 
 
 def smooth(x: np.ndarray, fps: float, seconds: float = SMOOTH_S) -> np.ndarray:
@@ -109,22 +94,12 @@ def _peaks(x: np.ndarray, rate: float, min_gap_s: float, k_std: float) -> np.nda
 
 
 def music_beats(y: np.ndarray, sr: int = F.SR) -> np.ndarray:
-    """Onset times (s) of the music: peaks of the log-mel spectral flux (the same log-mel as the features)."""
-    hop = F.HOP_LENGTH
-    n = len(y)
-    if n < F.WIN_LENGTH + 2 * hop:
+    """Onset times (s) of the music: peaks of the log-mel spectral flux (livetex.beat.onset_envelope)."""
+    from ..beat import onset_envelope
+    flux = onset_envelope(y, sr)
+    if len(flux) == 0:
         return np.zeros(0)
-    out = []
-    block = 200 * hop  # frames in batches: an hour of audio never becomes one huge STFT
-    for a in range(0, n - F.WIN_LENGTH, block):
-        seg = np.asarray(y[a:a + block + F.WIN_LENGTH], np.float32)
-        if len(seg) < F.WIN_LENGTH + hop:
-            break
-        out.append(F.log_mel(seg[None])[0][: block // hop])
-    lm = np.concatenate(out)
-    flux = np.concatenate([[0.0], np.maximum(np.diff(lm, axis=0), 0.0).mean(axis=1)])
-    rate = sr / hop
-    return (_peaks(flux, rate, MIN_BEAT_GAP_S, 1.0) * hop + F.WIN_LENGTH / 2) / sr
+    return (_peaks(flux, sr / F.HOP_LENGTH, MIN_BEAT_GAP_S, 1.0) * F.HOP_LENGTH + F.WIN_LENGTH / 2) / sr
 
 
 def visual_beats(motion: np.ndarray, fps: float) -> np.ndarray:
@@ -187,7 +162,10 @@ def audio_metrics(bundle, timeline, audio_path: str | None = None, audio: np.nda
       ``audio_motion_source``   the source video with its own audio (what "in sync" looks like)
       ``audio_motion_shifted``  the source against its own audio circularly shifted by 1/4, 1/2, 3/4 of
                                 its length, averaged (what "no sync" looks like)
-      ``beat_align``, ``beat_align_chance``            output vs conditioning music
+      ``beat_align``, ``beat_align_chance``            output vs conditioning music (its onsets)
+      ``beat_hits``, ``beat_hits_shifted``             the output's visual impacts within BEAT_TOL_S of
+                                the song's tracked beats, and of those beats shifted by half a beat
+                                (None: the song has no steady beat)
       ``beat_align_source``, ``beat_align_source_chance``  source vs its own audio
     """
     from ..media.audio import fit_length, load_audio
@@ -202,7 +180,18 @@ def audio_metrics(bundle, timeline, audio_path: str | None = None, audio: np.nda
     ref = _source_reference(bundle)
     motion_out = ref["motion"][frames]
     out: dict = {"audio_motion": agreement(y, F.SR, motion_out, fps)}
-    hit, chance = beat_align(music_beats(y), visual_beats(motion_out, fps), n / fps)
+    vb = visual_beats(motion_out, fps)
+    hit, chance = beat_align(music_beats(y), vb, n / fps)
     out.update(beat_align=hit, beat_align_chance=chance)
+    # against the song's tracked beats, and the same beats shifted by half a beat (the control: a
+    # picture that hits the beats scores well only unshifted)
+    from ..beat import song_beats
+    beats = song_beats(y)[0]
+    if len(beats) > 1:
+        half = 0.5 * float(np.median(np.diff(beats)))
+        out["beat_hits"] = beat_align(beats, vb, n / fps)[0]
+        out["beat_hits_shifted"] = beat_align(beats + half, vb, n / fps)[0]
+    else:
+        out["beat_hits"] = out["beat_hits_shifted"] = None
     out.update({k: v for k, v in ref.items() if k != "motion"})
     return out

@@ -195,13 +195,16 @@ def play(cfg: PlayConfig) -> dict:
         if cfg.audio_walk == "plan":
             # The whole song is known: plan the walk as `livetex render --audio` does (cuts where the
             # graph has good seams, ahead of the music); starts where the song's beginning fits best.
-            from ..conditioning import ENERGY_WEIGHT, plan_song, song_energy
+            from ..conditioning import ENERGY_WEIGHT, plan_song, song_beats_for, song_energy
             t0 = time.perf_counter()
             rows = song_cond.rows()
             n_out = seg.window_frames + (len(rows) - 1) * seg.stride_frames
             w = ENERGY_WEIGHT if cfg.follow == "auto" else float(cfg.follow)
+            beats, accents, beat_info = song_beats_for(song_cond.y, bundle, n_out)
             planner, frames, _, plan_info = plan_song(walk, rows, controls.alpha, seed, bundle,
-                                                      song_energy(song_cond.y, seg, len(rows)), w, n_out)
+                                                      song_energy(song_cond.y, seg, len(rows)), w, n_out,
+                                                      beats=beats, accents=accents)
+            plan_info.update(beat_info)
             planner.walk = walk              # the live walk follows the plan with its own draws
             planner.rng = walk.rng
             start = int(frames[0])
