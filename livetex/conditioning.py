@@ -203,14 +203,14 @@ def conditioned_walk(req: WalkRequest):
 AUDIO_WALKS = ("plan", "greedy")
 AUDIO_FLOOR = 30.0     # nats: the most the music can hold against a frame at one step (else T_a underflow
                        # to 0 outweighs every seam and every disagreement cuts at once)
-AUDIO_WEIGHT = 0.25     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
+AUDIO_WEIGHT = 0.5     # exponent on T_a at alpha = 0.5 (beta = AUDIO_WEIGHT * (1 - alpha) / alpha)
 ENERGY_WEIGHT = 5.0    # nats at alpha = 0.5 per step: the song's loudness times the picture's motion, both
                        # z-scored (song_energy, frame_motion_z): plays when the music plays, rests in its gaps
 REUSE_ROUNDS = 2       # re-plans against showing the same material again ...
 REUSE_COST = 2.0       # ... each extra showing of a frame in the last round's walk costs this many nats more
 TASTE = 3.0            # nats (s.d.): each seed's own liking for some segments (seeds walk different routes)
 START_SLACK = 3.0      # nats: a planned walk may begin wherever the song is followed about as well as at best
-CUT_COST = 8.0         # nats every cut of a plan must buy in music followed (over the walk's own seam costs)
+CUT_COST = 12.0         # nats every cut of a plan must buy in music followed (over the walk's own seam costs)
 OFFBEAT_COST = 6.0     # nats: a cut that does not land on a beat of the song (livetex.beat: +-1 frame) ...
 ACCENT_WEIGHT = 2.0    # ... and nats at alpha = 0.5 per unit of motion accent shown on a beat (an impact of
                        # the performer's, livetex.beat.motion_accents, meeting the music's beat)

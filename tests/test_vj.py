@@ -669,7 +669,10 @@ def test_ableton_link_session(play_bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads(stats_p.read_text())
     msgs = [e["message"] for e in s["events"]]
-    assert any(m.startswith("Link: 1 other peer in the session, at 100.0 bpm") for m in msgs), msgs
+    # the session's tempo when they meet is the peer's 100, or the player's 120 if its Link started first
+    # (a race on a loaded machine)
+    assert any(m.startswith(("Link: 1 other peer in the session, at 100.0 bpm",
+                             "Link: 1 other peer in the session, at 120.0 bpm")) for m in msgs), msgs
     joined, peer_tempo = map(float, out.read_text().split())
     assert peer_tempo == pytest.approx(140.0)
     assert s["tempo_end"]["bpm"] == pytest.approx(140.0)     # (the peer has left by the end)

@@ -314,8 +314,8 @@ class MidiInput:
         else:
             b_how = "press"
         b = {"type": kind, "channel": channel, "number": number, "action": a.name, "how": b_how}
-        if value is not None:           # a step's size and sign, or which clip a pad calls (clip n)
-            b["value"] = float(value)
+        if value is not None and b_how != "fader":   # a step's size and sign, or which clip a pad calls
+            b["value"] = float(value)                  # (clip n); a fader sets the whole range itself
         try:
             self.map.bind(b)
         except OSError as e:
