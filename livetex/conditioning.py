@@ -185,13 +185,15 @@ def conditioned_walk(req: WalkRequest):
         seg = req.bundle.segments
         live = LiveFollower(walk, seg, alpha)
         walk.reset(walk.first_frame() if req.start is None else int(req.start))
+        starts, _ = output_windows(seg, len(T))
+        levels = window_levels(y, starts, seg.window_samples(F.SR))     # what a microphone would measure
         parts, jumps, t = [np.array([walk.p])], [], 1
         for k in range(len(T)):
             count = (seg.window_frames - 1) if k == 0 else seg.stride_frames
             count = min(count, req.n_frames - t)
             if count <= 0:
                 break
-            f, js = live.advance(T[k], count)
+            f, js = live.advance(T[k], count, level_db=float(levels[k]))
             parts.append(f)
             jumps += [t + j for j in js]
             t += count
@@ -255,6 +257,7 @@ class SongEvidence:
 
 LOCK_STAGES = 3        # the planner's model of the dwell after a cut (Planner)
 HORIZON_S = 2.0        # a live walk plans this far ahead, assuming the music it hears now goes on
+LEVEL_MEMORY_S = 30.0  # ... and judges how loud the music is now against this much of what it heard
 
 
 class LiveFollower:
@@ -268,25 +271,44 @@ class LiveFollower:
     insists long enough, as in a planned walk, without its backward pass."""
 
     def __init__(self, walk, seg: Segments, alpha: float, horizon_s: float = HORIZON_S):
+        from collections import deque
         self.walk, self.seg, self.alpha = walk, seg, float(alpha)
         self.horizon = max(1, int(round(horizon_s * seg.fps)))
         self.seg_of = segment_of(np.arange(walk.n), seg)
         self.end = walk.end
+        self._levels: deque = deque(maxlen=max(10, int(round(LEVEL_MEMORY_S / seg.stride_s))))
 
-    def values(self, row: np.ndarray, alpha: float) -> np.ndarray:
+    def loudness(self, level_db: float | None) -> float | None:
+        """The level heard now as the planner's ``song_energy`` sees a song, but causally: z-scored
+        against the last LEVEL_MEMORY_S of levels (silence at most -1). None: no level given."""
+        if level_db is None or not np.isfinite(level_db):
+            return None
+        lv = max(float(level_db), SILENCE_DB)
+        self._levels.append(lv)
+        a = np.asarray(self._levels)
+        z = (lv - a.mean()) / a.std() if len(a) >= 5 and a.std() > 1e-6 else 0.0
+        if lv <= SILENCE_DB:
+            z = min(z, -1.0)
+        return float(np.clip(z, -3.0, 3.0))
+
+    def values(self, row: np.ndarray, alpha: float, loud: float | None = None) -> np.ndarray:
         """(n,) nats the music gives the ``horizon`` frames played on from each source frame (to the
-        end of its run if that comes first)."""
-        ev = SongEvidence(self.walk.g, self.seg, np.asarray(row, np.float32)[None], alpha, None)
+        end of its run if that comes first); ``loud``: the level now (:meth:`loudness`)."""
+        ev = SongEvidence(self.walk.g, self.seg, np.asarray(row, np.float32)[None], alpha,
+                          None if loud is None else np.array([loud], np.float32))
         per_frame = ev(0) / self.seg.stride_frames
         c = np.concatenate([[0.0], np.cumsum(per_frame)])
         f = np.arange(self.walk.n)
         stop = np.minimum(f + self.horizon, self.end + 1)
         return c[stop] - c[f]
 
-    def advance(self, row: np.ndarray, count: int, alpha: float | None = None) -> tuple[np.ndarray, list[int]]:
-        """The next ``count`` frames under a T_a ``row`` (over segments): (frames, jump indices)."""
+    def advance(self, row: np.ndarray, count: int, alpha: float | None = None,
+                level_db: float | None = None) -> tuple[np.ndarray, list[int]]:
+        """The next ``count`` frames under a T_a ``row`` (over segments) and the level heard (dBFS, of
+        the same window; None: T_a alone): (frames, jump indices)."""
         a = self.alpha if alpha is None else float(alpha)
-        return self.walk.advance(count, self.values(row, a) if a < 1.0 else None)
+        loud = self.loudness(level_db)
+        return self.walk.advance(count, self.values(row, a, loud) if a < 1.0 else None)
 
 
 class Planner:

@@ -151,7 +151,7 @@ def bench_speed(path: str) -> None:
                   f"{30 / (t_walk + t_render):5.1f}x real time")
 
 
-def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> None:
+def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float, walks: str | None = None) -> None:
     """Per clip and song (issue 15's table): how the picture follows the music, planned (render's and a
     song file's default) and live (the microphone's greedy walk), against random clips of the same
     video and the source with its own audio."""
@@ -168,6 +168,8 @@ def bench_eval(paths: list[str], seeds: int, seconds: float, alpha: float) -> No
                ("live (greedy, as a microphone)", "contrastive", alpha, "greedy"),
                ("random clip", "random-clip", None, None),
                ("unconditional texture", "contrastive", None, None)]
+    if walks:
+        configs = [c for c in configs if c[0].split()[0] in walks.split(",")]
     print(f"{len(songs)} songs x {seeds} seeds, {seconds:g} s outputs, alpha {alpha}; mean +- standard error over "
           "seeds and songs.\nagree: correlation of the song's loudness with the picture's motion; beats: the "
           "picture's impacts within 0.1 s of the song's beats, and of the beats shifted half a beat (control); "
@@ -215,13 +217,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--alpha", type=float, default=None, help="default: livetex.conditioning.DEFAULT_ALPHA")
+    ap.add_argument("--walks", default=None, help="with --eval: some of planned,live,random,unconditional")
     a = ap.parse_args()
     if a.alpha is None:
         from livetex.conditioning import DEFAULT_ALPHA
         a.alpha = DEFAULT_ALPHA
     if a.eval:
         paths = [p for g in a.bundles for p in sorted(glob.glob(g)) if os.path.isdir(p)]
-        bench_eval(paths, a.seeds, a.seconds, a.alpha)
+        bench_eval(paths, a.seeds, a.seconds, a.alpha, a.walks)
         return
     with tempfile.TemporaryDirectory() as tmp:
         bench_speed(a.bundles[0] if a.bundles else prepare_bundle(tmp))

@@ -231,11 +231,11 @@ class Scheduler(threading.Thread):
                 self._follower = LiveFollower(w, self.seg, alpha)
             if k == 0:
                 frames[0] = w.p
-                rest, js = self._follower.advance(extra, count - 1, alpha)
+                rest, js = self._follower.advance(extra, count - 1, alpha, info.get("level_db"))
                 frames[1:] = rest
                 jumps = [b0 + 1 + j for j in js]
             else:
-                frames[:], js = self._follower.advance(extra, count, alpha)
+                frames[:], js = self._follower.advance(extra, count, alpha, info.get("level_db"))
                 jumps = [b0 + j for j in js]
             self.prev_src = int(frames[-1])
         else:
@@ -319,7 +319,11 @@ class Scheduler(threading.Thread):
         if self.song is not None:
             a, b = self.song.window(k)
             row = self._guard(self.song, k)
-            return row, {"audio": "song" if row is not None else "ended", "audio_t": round(b / self.song.sr, 4)}, []
+            info = {"audio": "song" if row is not None else "ended", "audio_t": round(b / self.song.sr, 4)}
+            if row is not None and b > a:
+                from ..audio import level_db
+                info["level_db"] = round(float(level_db(np.asarray(self.song.y[a:b], np.float32)[None])[0]), 1)
+            return row, info, []
         if self.live is None:
             return None, {}, []
         mic, ring = self.mic, self.mic.ring
