@@ -277,6 +277,7 @@ class LiveFollower:
         self.seg_of = segment_of(np.arange(walk.n), seg)
         self.end = walk.end
         self._levels: deque = deque(maxlen=max(10, int(round(LEVEL_MEMORY_S / seg.stride_s))))
+        self.last_values: np.ndarray | None = None
 
     def loudness(self, level_db: float | None) -> float | None:
         """The level heard now as the planner's ``song_energy`` sees a song, but causally: z-scored
@@ -308,7 +309,14 @@ class LiveFollower:
         the same window; None: T_a alone): (frames, jump indices)."""
         a = self.alpha if alpha is None else float(alpha)
         loud = self.loudness(level_db)
-        return self.walk.advance(count, self.values(row, a, loud) if a < 1.0 else None)
+        self.last_values = self.values(row, a, loud) if a < 1.0 else None
+        return self.walk.advance(count, self.last_values)
+
+    def rank(self, f: int) -> float | None:
+        """Where source frame f stands in what the music asked for at the last step: the share of frames
+        it earns more than (0.5: indifferent; 1: the music's favourite)."""
+        v = self.last_values
+        return None if v is None else float((v < v[int(f)]).mean())
 
 
 class Planner:

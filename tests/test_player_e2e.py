@@ -149,8 +149,10 @@ def test_mic_in_x_window_follows_the_music(xvfb, pulse, duet, media_dir, tmp_pat
     assert np.median(np.diff([r["window"] for r in mic])) == 1            # a new stride of audio per step
     assert s["latency_ms"]["n"] >= 200
     assert s["latency_ms"]["p99"] <= stride * 1000 + 100, s["latency_ms"]    # goal: stride + 50 ms
-    pref = np.array([r["audio_pref"] for r in mic])
-    assert pref.mean() > 1.5, pref.mean()
+    # what is shown ranks high among the frames in what the live walk weighs (the audio model's row and
+    # the loudness against the picture's motion): 0.5 would be indifferent
+    rank = np.array([r["music_rank"] for r in mic])
+    assert rank.mean() > 0.6, rank.mean()
     assert s["conditioned_decisions"] == len(mic)
     # ... and the OSC message reached the walk
     taus = [r["temperature"] for r in s["decisions_log"]]

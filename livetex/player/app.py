@@ -55,6 +55,19 @@ class PlayConfig:
     autopilot: float | None = None # a clip bank: move to the next clip every this many bars
 
 
+def live_seams(bundle, mode: str):
+    """The player's seam maker for ``mode`` (None for "none"). RIFE uses the bundle's network, or one
+    already built: building one would import torch."""
+    if mode == "none":
+        return None
+    from ..seams import LiveSeams
+    interpolator = None
+    if mode == "rife":
+        from ..interp import load_interpolator
+        interpolator = load_interpolator(bundle, threads=1, build=False)
+    return LiveSeams(mode, interpolator)
+
+
 def _log(msg: str) -> None:
     print(f"livetex: {msg}", file=sys.stderr, flush=True)
 
@@ -219,15 +232,8 @@ def play(cfg: PlayConfig) -> dict:
     elif cfg.input_device:
         _log("--input-device is ignored without --audio mic")
 
-    seamer = None
-    if mode != "none":
-        from ..seams import LiveSeams
-        interpolator = None
-        if mode == "rife":
-            # The bundle's network, or one already built: building one would import torch.
-            from ..interp import load_interpolator
-            interpolator = load_interpolator(bundle, threads=1, build=False)
-        seamer = LiveSeams(mode, interpolator)
+    seamer = live_seams(bundle, mode)
+    if seamer is not None:
         mode = seamer.mode
     clock = song_player if song_player is not None else WallClock()
     size = cfg.size or bundle.store.size
@@ -439,14 +445,7 @@ def _make_bank(cfg, paths, first_index, bad, bundle, scheduler, prefetcher, cloc
                 song = SongCondition(b, song_cond.y, cfg.audio_model)
         except LivetexError as e:
             stats.event(f"clip {index + 1} ({os.path.basename(b.path)}) plays without following the audio: {e}")
-        seamer = None
-        if mode != "none":
-            from ..seams import LiveSeams
-            interp = None
-            if mode == "rife":
-                from ..interp import load_interpolator
-                interp = load_interpolator(b, threads=1, build=False)
-            seamer = LiveSeams(mode, interp)
+        seamer = live_seams(b, mode)
         store = b.store if tuple(b.store.size) == tuple(size) else FittedStore(b.store, size)
         pf = Prefetcher(store, stats)
         dclock = DeckClock(clock)

@@ -269,6 +269,9 @@ class Scheduler(threading.Thread):
         if extra is not None:
             # How much the audio favoured what is shown: 1 = indifferent, > 1 = the audio's pick.
             rec["audio_pref"] = round(float(extra[self._seg_of[frames[-1]]]) * len(extra), 4)
+            if planner is None and self._follower is not None and self._follower.last_values is not None:
+                # ... and where it stands in all the live walk weighs (T_a and loudness): 0.5 = indifferent
+                rec["music_rank"] = round(self._follower.rank(int(frames[-1])), 4)
         prev = {j: int(frames[j - b0 - 1]) if j > b0 else self._last_src for j in jumps}
         if jumps:
             rec["cuts"] = [[prev[j], int(frames[j - b0])] for j in jumps]      # source frames: from, to
