@@ -428,18 +428,20 @@ def load_interpolator(bundle=None, threads: int = 1, build: bool = True) -> Inte
     Looks for, in order: the bundle's own ``rife.onnx`` (a livetex Bundle, or None); the network
     built from the installed weights in the cache directory; building it there (if ``build`` and torch
     is importable; a few seconds, once per machine). Never downloads, never raises for a missing
-    network. Loaded networks are shared (one session per file and thread count), so callers pass
+    network. Loaded networks are shared (one session per network and thread count), so callers pass
     their internal scale to each call rather than setting ``scale``.
     """
-    path = None
+    path = ident = None
     if bundle is not None and "rife" in bundle.manifest.get("models", {}):
         path = bundle.model_path("rife")
+        # every bundle carries the same network: one session for all (a clip bank opens many bundles)
+        ident = bundle.manifest.get("files", {}).get(os.path.basename(path), {}).get("sha256")
     with _lock:
         if path is None:
             path = cached_onnx(build)
             if path is None:
                 return None
-        key = (os.path.abspath(path), int(threads))
+        key = (ident or os.path.abspath(path), int(threads))
         if key not in _loaded:
             try:
                 _loaded[key] = Interpolator(path, threads)
