@@ -97,3 +97,27 @@ def test_plan_cuts_on_the_beats_and_meets_them_with_accents():
         acc_blind.append(np.mean(grid[accents[blind] > 0] > 0))
     assert np.mean(on_beat) >= 0.6, on_beat
     assert np.mean(acc_on) >= 0.45 and np.mean(acc_on) >= 2 * np.mean(acc_blind), (acc_on, acc_blind)
+
+
+def test_live_walk_hears_loudness_causally():
+    """The live follower judges the level it hears against what it heard before (no song to z-score
+    over): steady music is neutral, a louder stretch positive, silence at most -1 even in a quiet set;
+    and with the loudness, what it shows ranks above indifferent in what it weighs."""
+    from livetex.conditioning import LiveFollower
+    p, _ = synthetic_planner(None, None)
+    walk, seg = p.walk, p.seg
+    lf = LiveFollower(walk, seg, 0.5)
+    assert lf.loudness(None) is None
+    z = [lf.loudness(-20.0 + 0.1 * (i % 2)) for i in range(20)]
+    assert abs(z[-1]) <= 1.1
+    assert lf.loudness(-6.0) > 2.0
+    assert lf.loudness(-120.0) <= -1.0
+    # a picture whose second half moves: a loud row should pull the walk there
+    walk.g.motion[:] = np.where(np.arange(walk.n) >= walk.n // 2, 5.0, 0.5)
+    lf = LiveFollower(walk, seg, 0.5)
+    row = np.full(seg.count, 1.0 / seg.count, np.float32)
+    for _ in range(10):
+        lf.advance(row, 5, level_db=-30.0)
+    frames = np.concatenate([lf.advance(row, 5, level_db=-8.0)[0] for _ in range(40)])
+    assert np.mean(frames >= walk.n // 2) > 0.7
+    assert lf.rank(int(frames[-1])) > 0.5
