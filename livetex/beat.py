@@ -162,6 +162,16 @@ def picture_motion(thumbs: np.ndarray, chunk: int = 4096) -> np.ndarray:
     return m
 
 
+def smooth(x: np.ndarray, fps: float, seconds: float) -> np.ndarray:
+    """Centred moving average over ``seconds`` (edges averaged over what exists)."""
+    k = max(1, int(round(seconds * fps)))
+    x = np.asarray(x, np.float64)
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(len(x))
+    a, b = np.clip(i - k // 2, 0, len(x)), np.clip(i - k // 2 + k, 0, len(x))
+    return (c[b] - c[a]) / (b - a)
+
+
 def motion_accents(motion: np.ndarray, fps: float) -> np.ndarray:
     """(n,) float32 per source frame: how sharply the picture's motion stops there (an impact: a strum,
     a step landing, a turn's end), as the drop of the motion energy smoothed over 0.1 s, in units of
@@ -169,11 +179,7 @@ def motion_accents(motion: np.ndarray, fps: float) -> np.ndarray:
     m = np.asarray(motion, np.float64)
     if len(m) < 3:
         return np.zeros(len(m), np.float32)
-    k = max(1, int(round(0.1 * fps)))
-    c = np.concatenate([[0.0], np.cumsum(m)])
-    i = np.arange(len(m))
-    a, b = np.clip(i - k // 2, 0, len(m)), np.clip(i - k // 2 + k, 0, len(m))
-    s = (c[b] - c[a]) / np.maximum(b - a, 1)
+    s = smooth(m, fps, 0.1)
     drop = np.concatenate([[0.0], np.maximum(-np.diff(s), 0.0)])
     sd = drop.std()
     return (drop / sd).astype(np.float32) if sd > 1e-12 else np.zeros(len(m), np.float32)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import features as F
+from ..beat import motion_accents, smooth
 from ..beat import picture_motion as source_motion
 
 SMOOTH_S = 1.0
@@ -36,16 +37,6 @@ def loudness_envelope(y: np.ndarray, sr: int, fps: float, n: int) -> np.ndarray:
     return np.maximum(10.0 * np.log10(np.maximum(ms, 1e-8)), -80.0)
 
 
-def smooth(x: np.ndarray, fps: float, seconds: float = SMOOTH_S) -> np.ndarray:
-    """Centred moving average over ``seconds`` (edges averaged over what exists)."""
-    k = max(1, int(round(seconds * fps)))
-    x = np.asarray(x, np.float64)
-    c = np.concatenate([[0.0], np.cumsum(x)])
-    i = np.arange(len(x))
-    a, b = np.clip(i - k // 2, 0, len(x)), np.clip(i - k // 2 + k, 0, len(x))
-    return (c[b] - c[a]) / (b - a)
-
-
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation; 0 when either side is constant (no signal, no agreement)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -57,7 +48,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def agreement(y: np.ndarray, sr: int, motion: np.ndarray, fps: float) -> float:
     """Audio-motion agreement of audio ``y`` (sample 0 = frame 0) with per-frame ``motion``."""
     env = loudness_envelope(y, sr, fps, len(motion))
-    return correlation(smooth(env, fps), smooth(motion, fps))
+    return correlation(smooth(env, fps, SMOOTH_S), smooth(motion, fps, SMOOTH_S))
 
 
 def agreement_curves(bundle, timeline, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -69,8 +60,8 @@ def agreement_curves(bundle, timeline, audio: np.ndarray) -> tuple[np.ndarray, n
     frames = np.asarray(timeline.frames, np.int64)
     motion = _source_reference(bundle)["motion"][frames]
     y = fit_length(np.asarray(audio, np.float32), int(round(len(frames) / fps * F.SR)))
-    env = smooth(loudness_envelope(y, F.SR, fps, len(frames)), fps)
-    mot = smooth(motion, fps)
+    env = smooth(loudness_envelope(y, F.SR, fps, len(frames)), fps, SMOOTH_S)
+    mot = smooth(motion, fps, SMOOTH_S)
     z = [(v - v.mean()) / v.std() if v.std() > 1e-12 else v * 0.0 for v in (env, mot)]
     return np.arange(len(frames)) / fps, z[0], z[1], correlation(env, mot)
 
@@ -104,9 +95,7 @@ def music_beats(y: np.ndarray, sr: int = F.SR) -> np.ndarray:
 
 def visual_beats(motion: np.ndarray, fps: float) -> np.ndarray:
     """Times (s) of visual impacts: the sharpest drops of (lightly smoothed) motion energy."""
-    m = smooth(motion, fps, 0.1)
-    decel = np.concatenate([[0.0], np.maximum(-np.diff(m), 0.0)])
-    return _peaks(decel, fps, MIN_BEAT_GAP_S, 1.0) / fps
+    return _peaks(motion_accents(motion, fps), fps, MIN_BEAT_GAP_S, 1.0) / fps
 
 
 def beat_align(music: np.ndarray, visual: np.ndarray, duration: float, tol: float = BEAT_TOL_S) -> tuple[float, float]:
